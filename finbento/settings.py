@@ -1,0 +1,117 @@
+"""All of finbento's settings, in one place.
+
+Every field reads an environment variable with the prefix ``FINBENTO_`` (nested fields use ``__``,
+e.g. ``FINBENTO_CREDIT_RISK_GATE__MIN_ROC_AUC=0.77``) or a ``.env`` file in the working directory.
+
+The embedded defaults need no server: MLflow tracks into ``sqlite:///<state_dir>/mlflow.db`` with
+artifacts under ``<state_dir>/mlartifacts`` and BentoML keeps its stores in ``<state_dir>/bentoml``.
+Production switches by settings only, e.g.::
+
+    FINBENTO_MLFLOW_TRACKING_URI=postgresql://mlflow@db:5432/mlflow
+    FINBENTO_MLFLOW_ARTIFACT_ROOT=s3://ml-artifacts/finbento   # plus AWS_* / MLFLOW_S3_ENDPOINT_URL
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class GatePolicy(BaseModel):
+    """Absolute floors and the champion margin that a candidate model must clear to be promoted.
+
+    Metrics are on the held-out test split. Fairness is measured on the adverse decision (the
+    ``high`` risk band) with fairlearn: demographic parity ratio (min/max selection rate across
+    groups, 1 = parity; the US "four-fifths rule" uses 0.8) and equalized-odds difference (largest
+    gap in true- or false-positive rate across groups, 0 = equal).
+    """
+
+    min_roc_auc: float = Field(0.76, description="ROC AUC floor on the test split.")
+    min_average_precision: float = Field(0.45, description="Average precision floor.")
+    max_brier_score: float = Field(0.15, description="Brier score ceiling (calibration).")
+    max_roc_auc_drop: float = Field(
+        0.005, description="How far below the champion's test ROC AUC a candidate may be."
+    )
+    min_demographic_parity_ratio: dict[str, float] = Field(
+        default_factory=lambda: {"sex": 0.70, "age_band": 0.40},
+        description="Floor per sensitive attribute (see README: Fairness for why age is lower).",
+    )
+    max_equalized_odds_difference: dict[str, float] = Field(
+        default_factory=lambda: {"sex": 0.10, "age_band": 0.20},
+        description="Ceiling per sensitive attribute.",
+    )
+
+
+class Settings(BaseSettings):
+    """finbento settings; see the module docstring for the environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FINBENTO_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    state_dir: Path = Field(Path(".finbento"), description="Local state: MLflow, BentoML stores.")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking and registry store; default sqlite in state_dir."
+    )
+    mlflow_artifact_root: str | None = Field(
+        None, description="Artifact root for new experiments (path or s3://...)."
+    )
+    mlflow_experiment: str = "finbento"
+    bentoml_home: Path | None = Field(None, description="BentoML home; default state_dir/bentoml.")
+    data_dir: Path = PROJECT_ROOT / "data"
+    credit_risk_data: Path | None = Field(
+        None, description="Taiwan credit-default CSV; default data_dir/taiwan_credit_default."
+    )
+    seed: int = 42
+    credit_risk_gate: GatePolicy = GatePolicy()
+    credit_risk_batching: bool = Field(
+        True, description="Adaptive batching on the credit-risk model service (off: one call each)."
+    )
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI in force."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> str:
+        """Where new MLflow experiments keep their artifacts."""
+        if self.mlflow_artifact_root:
+            return self.mlflow_artifact_root
+        return (self.state_dir / "mlartifacts").resolve().as_uri()
+
+    @property
+    def bentoml_home_dir(self) -> Path:
+        """BentoML's home (model and Bento stores)."""
+        return (self.bentoml_home or self.state_dir / "bentoml").resolve()
+
+    @property
+    def credit_risk_data_path(self) -> Path:
+        """Path of the Taiwan credit-default CSV."""
+        return self.credit_risk_data or (
+            self.data_dir / "taiwan_credit_default" / "UCI_Credit_Card.csv"
+        )
+
+    def apply_environment(self) -> None:
+        """Create the state directory and export ``BENTOML_HOME`` for bentoml and its children.
+
+        Must run before ``bentoml`` is imported: BentoML reads ``BENTOML_HOME`` at import time.
+        An explicitly set ``BENTOML_HOME`` wins.
+        """
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("BENTOML_HOME", str(self.bentoml_home_dir))
+        os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

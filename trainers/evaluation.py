@@ -1,0 +1,122 @@
+"""Evaluation of binary classifiers: metrics, fairness and plots, shared by every trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from fairlearn.metrics import (
+    demographic_parity_ratio,
+    equalized_odds_difference,
+)
+from scipy.stats import ks_2samp
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
+
+
+def binary_metrics(y_true: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """Ranking and calibration metrics of predicted probabilities.
+
+    Args:
+        y_true: 0/1 labels, shape (n,).
+        probability: predicted probability of class 1, shape (n,).
+
+    Returns:
+        ``roc_auc``, ``average_precision``, ``brier_score`` (mean squared error of the
+        probability) and ``ks_statistic`` (largest gap between the score distributions of the two
+        classes, two-sample Kolmogorov-Smirnov), plus ``positive_rate`` and ``n``.
+
+    """
+    y_true = np.asarray(y_true)
+    probability = np.asarray(probability)
+    return {
+        "roc_auc": float(roc_auc_score(y_true, probability)),
+        "average_precision": float(average_precision_score(y_true, probability)),
+        "brier_score": float(brier_score_loss(y_true, probability)),
+        "ks_statistic": float(
+            ks_2samp(probability[y_true == 1], probability[y_true == 0]).statistic
+        ),
+        "positive_rate": float(y_true.mean()),
+        "n": float(len(y_true)),
+    }
+
+
+def fairness_metrics(
+    y_true: np.ndarray, decision: np.ndarray, groups: Mapping[str, np.ndarray]
+) -> dict[str, float]:
+    """Fairness of a 0/1 decision across groups (fairlearn).
+
+    Args:
+        y_true: 0/1 labels, shape (n,).
+        decision: 0/1 decision (1 = adverse, e.g. the high risk band), shape (n,).
+        groups: sensitive attribute name -> group of each row, shape (n,).
+
+    Returns:
+        ``demographic_parity_ratio__<attr>`` (min/max selection rate, 1 = parity) and
+        ``equalized_odds_difference__<attr>`` (max TPR/FPR gap, 0 = equal) for each attribute.
+
+    """
+    out: dict[str, float] = {}
+    for attr, g in groups.items():
+        out[f"demographic_parity_ratio__{attr}"] = float(
+            demographic_parity_ratio(y_true, decision, sensitive_features=g)
+        )
+        out[f"equalized_odds_difference__{attr}"] = float(
+            equalized_odds_difference(y_true, decision, sensitive_features=g)
+        )
+    return out
+
+
+def evaluation_plots(y_true: np.ndarray, probability: np.ndarray) -> dict[str, plt.Figure]:
+    """ROC, precision-recall and calibration (reliability) curves.
+
+    Returns:
+        file name -> matplotlib figure (``roc_curve.png``, ``pr_curve.png``,
+        ``calibration_curve.png``); the caller logs and closes them.
+
+    """
+    figs: dict[str, plt.Figure] = {}
+    fig, ax = plt.subplots(figsize=(5, 5))
+    fpr, tpr, _ = roc_curve(y_true, probability)
+    ax.plot(fpr, tpr, label=f"ROC AUC {roc_auc_score(y_true, probability):.3f}")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC curve")
+    ax.legend(loc="lower right")
+    figs["roc_curve.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    precision, recall, _ = precision_recall_curve(y_true, probability)
+    ax.plot(recall, precision, label=f"AP {average_precision_score(y_true, probability):.3f}")
+    ax.axhline(np.mean(y_true), color="k", ls="--", lw=0.8, label="base rate")
+    ax.set(xlabel="Recall", ylabel="Precision", title="Precision-recall curve")
+    ax.legend(loc="upper right")
+    figs["pr_curve.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    observed, predicted = calibration_curve(y_true, probability, n_bins=10, strategy="quantile")
+    ax.plot(predicted, observed, "o-", label="model")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect")
+    ax.set(xlabel="Predicted probability", ylabel="Observed rate", title="Calibration curve")
+    ax.legend(loc="upper left")
+    figs["calibration_curve.png"] = fig
+    return figs
+
+
+def importance_plot(importance: Mapping[str, float], title: str) -> plt.Figure:
+    """Horizontal bar chart of feature importances (largest on top)."""
+    items = sorted(importance.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(6, max(3, 0.25 * len(items))))
+    ax.barh([k for k, _ in items], [v for _, v in items])
+    ax.set(title=title, xlabel="importance")
+    fig.tight_layout()
+    return fig
