@@ -290,3 +290,8 @@ def _log_artifacts(scorer: CreditRiskScorer, split: Split) -> None:
         path = Path(tmp) / "reference.parquet"
         ref.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), artifact_path="reference")
+
+
+def export(version: str, directory: Path) -> None:
+    """Write a registered version's serving files (model.ubj, scorer.json) into ``directory``."""
+    load_scorer(version).save(directory)

@@ -1,0 +1,128 @@
+"""Bundles and versioned Bento builds.
+
+A bundle is a build file and the models it packages. ``build`` pins each model's BentoML tag with
+``--arg`` (see services/args.py) and derives the Bento version from what is inside:
+``cr3-<digest>`` names the MLflow version of each model (``cr`` = credit-risk) and the digest
+covers the model tags and the packaged source, so a retrain or a code change gives a new version
+and rebuilding the same thing is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from finbento.settings import PROJECT_ROOT
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A deployable group of services.
+
+    Attributes:
+        bentofile: build file, relative to the project root.
+        bento_name: name of the Bento it builds.
+        models: model names it packages.
+
+    """
+
+    bentofile: str
+    bento_name: str
+    models: tuple[str, ...]
+
+
+BUNDLES: dict[str, Bundle] = {
+    "all": Bundle("bentofile.yaml", "finbento", ("credit-risk",)),
+    "risk": Bundle("bentos/risk.yaml", "finbento-risk", ("credit-risk",)),
+}
+#: Build argument (services/args.py) and short name of each model.
+MODEL_ARGS: dict[str, str] = {"credit-risk": "credit_risk_model"}
+SHORT_NAMES: dict[str, str] = {"credit-risk": "cr"}
+SOURCE_DIRS = ("finbento", "services")
+
+
+def source_digest(root: Path = PROJECT_ROOT) -> str:
+    """sha256 over the packaged source files (paths and contents), hex."""
+    h = hashlib.sha256()
+    for d in SOURCE_DIRS:
+        for path in sorted((root / d).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def bento_version(model_tags: dict[str, str], model_versions: dict[str, str]) -> str:
+    """Bento version derived from its models and source.
+
+    Args:
+        model_tags: model name -> BentoML tag (``credit-risk:v3-1a2b3c4d``).
+        model_versions: model name -> MLflow registered version (``3``).
+
+    Returns:
+        e.g. ``cr3-5f0c2a9e1b7d`` (valid BentoML version: lowercase, digits, ``-``).
+
+    """
+    readable = "-".join(f"{SHORT_NAMES[m]}{model_versions[m]}" for m in sorted(model_tags))
+    h = hashlib.sha256(source_digest().encode())
+    for m in sorted(model_tags):
+        h.update(model_tags[m].encode())
+    return f"{readable}-{h.hexdigest()[:12]}"
+
+
+def build(bundle: str, model_tags: dict[str, str], model_versions: dict[str, str]) -> str:
+    """Build ``bundle`` with the given BentoML models (no-op if that exact Bento exists).
+
+    Args:
+        bundle: a key of :data:`BUNDLES`.
+        model_tags: model name -> BentoML tag, for every model of the bundle.
+        model_versions: model name -> MLflow registered version.
+
+    Returns:
+        the Bento tag, e.g. ``finbento:cr3-5f0c2a9e1b7d``.
+
+    Raises:
+        KeyError: unknown bundle or a model of the bundle missing from ``model_tags``.
+        subprocess.CalledProcessError: if ``bentoml build`` fails.
+
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    spec = BUNDLES[bundle]
+    tags = {m: model_tags[m] for m in spec.models}
+    version = bento_version(tags, model_versions)
+    tag = f"{spec.bento_name}:{version}"
+    try:
+        bentoml.get(tag)
+        return tag
+    except NotFound:
+        pass
+    cmd = [
+        str(Path(sys.executable).parent / "bentoml"),
+        "build",
+        "-f",
+        str(PROJECT_ROOT / spec.bentofile),
+        "--version",
+        version,
+        "-o",
+        "tag",
+    ]
+    for m, model_tag in tags.items():
+        cmd += ["--arg", f"{MODEL_ARGS[m]}={model_tag}"]
+        cmd += ["--label", f"{m}={model_versions[m]}", "--label", f"{m}.bento_model={model_tag}"]
+    cmd.append(str(PROJECT_ROOT))
+    subprocess.run(cmd, check=True, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    return tag
+
+
+def latest_bento(bundle: str) -> str | None:
+    """Tag of the most recently built Bento of ``bundle``, or None."""
+    import bentoml
+
+    bentos = [b for b in bentoml.list() if b.tag.name == BUNDLES[bundle].bento_name]
+    if not bentos:
+        return None
+    return str(max(bentos, key=lambda b: b.info.creation_time).tag)

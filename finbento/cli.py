@@ -1,0 +1,271 @@
+"""The ``finbento`` command line: train, promote, rollback, import, build, serve, models, up."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from finbento.bentos import BUNDLES
+from finbento.settings import get_settings
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_show_locals=False)
+console = Console()
+
+ModelArg = Annotated[str, typer.Argument(help="Model name, e.g. credit-risk")]
+BundleOpt = Annotated[str, typer.Option(help=f"Bundle: {', '.join(BUNDLES)}")]
+
+
+@app.callback()
+def _setup() -> None:
+    """Create the state directory and point BentoML at it before anything imports bentoml."""
+    get_settings().apply_environment()
+
+
+def _trainer(model: str) -> ModuleType:
+    from trainers import TRAINERS
+
+    if model not in TRAINERS:
+        console.print(f"[red]unknown model {model!r}; known: {', '.join(TRAINERS)}")
+        raise typer.Exit(2)
+    return importlib.import_module(TRAINERS[model])
+
+
+def _client():
+    from trainers import registry
+
+    return registry.configure(get_settings())
+
+
+def _print_decision(decision) -> None:
+    colour = "green" if decision.promote else "red"
+    console.print(f"[{colour}]gate: {'PROMOTE' if decision.promote else 'REFUSE'}")
+    for reason in decision.reasons:
+        console.print(f"  {reason}")
+
+
+@app.command()
+def train(
+    model: ModelArg = "credit-risk",
+    sample: Annotated[int | None, typer.Option(help="Train on this many rows (tests)")] = None,
+    promote: Annotated[bool, typer.Option(help="Run the gate and promote if it passes")] = True,
+) -> None:
+    """Train a model on its data, log and register it in MLflow, and run the promotion gate."""
+    trainer = _trainer(model)
+    stages = ["loading data", "fitting", "evaluating", "logging to MLflow", "promotion gate"]
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task(f"{model}: starting", total=len(stages))
+
+        def on_stage(label: str) -> None:
+            progress.update(task, description=f"{model}: {label}", advance=1)
+
+        result = trainer.train(get_settings(), sample=sample, promote=promote, on_stage=on_stage)
+        progress.update(task, completed=len(stages), description=f"{model}: done")
+    table = Table("test metric", "value", title=f"{model} version {result.version}")
+    for key, value in result.metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    _print_decision(result.decision)
+
+
+@app.command("promote")
+def promote_cmd(
+    model: ModelArg = "credit-risk",
+    version: Annotated[str | None, typer.Option(help="Version (default: latest)")] = None,
+) -> None:
+    """Run the promotion gate on a registered version and make it champion if it passes."""
+    from trainers import registry
+
+    trainer, client = _trainer(model), _client()
+    version = version or registry.latest_version(client, model).version
+    decision = trainer.gate(client, get_settings(), version, trainer.load_split(get_settings()))
+    _print_decision(decision)
+    if not decision.promote:
+        raise typer.Exit(1)
+    registry.set_champion(client, model, version)
+    console.print(f"{model}: champion -> version {version}")
+
+
+@app.command()
+def rollback(model: ModelArg = "credit-risk") -> None:
+    """Move the champion alias back to the previous champion."""
+    from trainers import registry
+
+    try:
+        version = registry.rollback(_client(), model)
+    except registry.RegistryError as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"{model}: champion -> version {version} (rebuild with `finbento build`)")
+
+
+def _import(model: str, version: str | None = None):
+    from trainers import bento_import
+
+    trainer, client = _trainer(model), _client()
+    if version is None:
+        return bento_import.import_champion(client, model, trainer.export)
+    return bento_import.import_version(client, model, version, trainer.export)
+
+
+@app.command("import")
+def import_cmd(
+    model: ModelArg = "credit-risk",
+    version: Annotated[str | None, typer.Option(help="Version (default: champion)")] = None,
+) -> None:
+    """Import a registered version (default: the champion) into the BentoML model store."""
+    bento_model = _import(model, version)
+    console.print(f"{model}: BentoML model {bento_model.tag}")
+
+
+def _build(bundle: str) -> str:
+    from finbento import bentos
+
+    if bundle not in BUNDLES:
+        console.print(f"[red]unknown bundle {bundle!r}; known: {', '.join(BUNDLES)}")
+        raise typer.Exit(2)
+    tags, versions = {}, {}
+    for model in BUNDLES[bundle].models:
+        bento_model = _import(model)
+        tags[model] = str(bento_model.tag)
+        versions[model] = bento_model.info.labels["mlflow_version"]
+    with console.status(f"building the {bundle} Bento"):
+        try:
+            return bentos.build(bundle, tags, versions)
+        except subprocess.CalledProcessError as exc:
+            console.print(f"[red]bentoml build failed:\n{exc.stderr}")
+            raise typer.Exit(1) from exc
+
+
+@app.command()
+def build(bundle: BundleOpt = "all") -> None:
+    """Build a versioned Bento of a bundle with each model's champion."""
+    console.print(f"built {_build(bundle)}")
+
+
+def _serve(tag: str, host: str, port: int) -> None:
+    bentoml_bin = str(Path(sys.executable).parent / "bentoml")
+    console.print(f"serving {tag} on http://{host}:{port}  (Ctrl-C stops)")
+    os.execv(bentoml_bin, [bentoml_bin, "serve", tag, "--host", host, "--port", str(port)])
+
+
+@app.command()
+def serve(
+    bundle: BundleOpt = "all",
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    tag: Annotated[str | None, typer.Option(help="Bento tag (default: latest build)")] = None,
+) -> None:
+    """Serve a built Bento with ``bentoml serve``."""
+    from finbento.bentos import latest_bento
+
+    tag = tag or latest_bento(bundle)
+    if tag is None:
+        console.print(f"[red]no {bundle} Bento built yet: run `finbento build --bundle {bundle}`")
+        raise typer.Exit(1)
+    _serve(tag, host, port)
+
+
+@app.command()
+def models() -> None:
+    """What is registered in MLflow (aliases, test metrics), in the BentoML store, and built."""
+    import bentoml
+
+    from trainers import TRAINERS
+
+    client = _client()
+    table = Table(
+        "model",
+        "version",
+        "aliases",
+        "test ROC AUC",
+        "gate",
+        "run id",
+        title=f"MLflow registry ({get_settings().tracking_uri})",
+    )
+    for name in TRAINERS:
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            continue
+        aliases: dict[str, list[str]] = {}
+        for alias, version in client.get_registered_model(name).aliases.items():
+            aliases.setdefault(str(version), []).append(alias)
+        for mv in sorted(versions, key=lambda v: int(v.version)):
+            table.add_row(
+                name,
+                str(mv.version),
+                ", ".join(aliases.get(str(mv.version), [])),
+                mv.tags.get("test_roc_auc", ""),
+                mv.tags.get("gate.promote", ""),
+                mv.run_id[:8],
+            )
+    console.print(table)
+    table = Table("BentoML model", "MLflow version", "created", title="BentoML model store")
+    for m in bentoml.models.list():
+        table.add_row(
+            str(m.tag),
+            m.info.labels.get("mlflow_version", ""),
+            m.info.creation_time.strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+    table = Table("Bento", "models", "created", title="Bentos")
+    for b in bentoml.list():
+        labels = ", ".join(
+            f"{k}={v}"
+            for k, v in b.info.labels.items()
+            if "." not in k and k not in ("project", "bundle")
+        )
+        table.add_row(str(b.tag), labels, b.info.creation_time.strftime("%Y-%m-%d %H:%M"))
+    console.print(table)
+
+
+EXAMPLE = (
+    '{"applicant": {"limit_bal": 50000, "sex": 2, "education": 2, "marriage": 1, "age": 35, '
+    '"pay_0": 2, "pay_2": 2, "pay_3": 0, "pay_4": 0, "pay_5": 0, "pay_6": 0, '
+    '"bill_amt1": 48000, "bill_amt2": 47000, "bill_amt3": 46000, "bill_amt4": 30000, '
+    '"bill_amt5": 29000, "bill_amt6": 28000, "pay_amt1": 0, "pay_amt2": 1500, "pay_amt3": 1200, '
+    '"pay_amt4": 1100, "pay_amt5": 1000, "pay_amt6": 1000}}'
+)
+
+
+@app.command()
+def up(
+    bundle: BundleOpt = "all",
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    serve_it: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after build")] = True,
+) -> None:
+    """Train whatever model has no champion, build the Bento and serve it."""
+    from trainers import registry
+
+    client = _client()
+    for model in BUNDLES[bundle].models:
+        champion = registry.get_alias(client, model)
+        if champion is None:
+            console.print(f"{model}: no champion yet, training on the shipped data")
+            train(model=model, sample=None, promote=True)
+        else:
+            console.print(f"{model}: champion is version {champion.version}")
+    tag = _build(bundle)
+    console.print(
+        f"built {tag}\n\nTry it:\n  curl -s -X POST http://{host}:{port}/predict/credit-risk "
+        f"-H 'Content-Type: application/json' -d '{EXAMPLE}'\n"
+        f"  open http://{host}:{port}/ for the OpenAPI UI; /metrics, /readyz\n"
+    )
+    if serve_it:
+        _serve(tag, host, port)
+
+
+if __name__ == "__main__":
+    app()

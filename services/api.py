@@ -1,0 +1,10 @@
+"""The all-in-one public API: every public route, for ``bentoml serve`` and small installs."""
+
+import bentoml
+
+from services.routes import CreditRiskRoutes
+
+
+@bentoml.service(name="finbento", workers=1, traffic={"timeout": 10})
+class FinBento(CreditRiskRoutes):
+    """All public routes of finbento."""

@@ -1,0 +1,64 @@
+"""Public credit-risk routes, shared by the all-in-one and the risk Bento.
+
+``POST /predict/credit-risk`` scores one applicant, ``POST /predict/credit-risk/batch`` up to
+1,000 in input order. Validation (types, ranges, missing or unknown fields, NaN, batch size) happens
+in pydantic before any scoring and answers 400 with the field's location and the rule broken.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import bentoml
+import numpy as np
+
+from finbento.credit_risk import MODEL_NAME, risk_band, risk_score, top_reasons
+from finbento.features.credit_risk import Applicant, raw_matrix
+from services.args import ARGS
+from services.credit_risk import CreditRiskModel
+from services.schemas import (
+    ApplicantBatch,
+    CreditRiskBatchPrediction,
+    CreditRiskPrediction,
+    Reason,
+)
+
+
+class CreditRiskRoutes:
+    """Mixin for a public ``@bentoml.service``: the credit-risk routes and their model service."""
+
+    credit_risk = bentoml.depends(CreditRiskModel)
+
+    @cached_property
+    def credit_risk_version(self) -> str:
+        """MLflow registered version of the packaged model (from its BentoML labels)."""
+        model = bentoml.models.get(ARGS.credit_risk_model)
+        return model.info.labels.get("mlflow_version", str(model.tag.version))
+
+    async def _score(self, applicants: list[Applicant]) -> list[CreditRiskPrediction]:
+        scores = await self.credit_risk.to_async.score(raw_matrix(applicants))
+        return [self._prediction(row) for row in np.asarray(scores)]
+
+    def _prediction(self, row: np.ndarray) -> CreditRiskPrediction:
+        score = risk_score(row[0])
+        return CreditRiskPrediction(
+            default_probability=round(float(row[0]), 6),
+            risk_score=score,
+            risk_band=risk_band(score),
+            reasons=[Reason(feature=f, contribution=round(c, 6)) for f, c in top_reasons(row[1:])],
+            model=MODEL_NAME,
+            model_version=self.credit_risk_version,
+        )
+
+    @bentoml.api(route="/predict/credit-risk")
+    async def predict_credit_risk(self, applicant: Applicant) -> CreditRiskPrediction:
+        """Score one applicant: probability of default, 0-100 score, band and top 3 reasons."""
+        (prediction,) = await self._score([applicant])
+        return prediction
+
+    @bentoml.api(route="/predict/credit-risk/batch")
+    async def predict_credit_risk_batch(
+        self, applicants: ApplicantBatch
+    ) -> CreditRiskBatchPrediction:
+        """Score 1 to 1,000 applicants; predictions come back in input order."""
+        return CreditRiskBatchPrediction(predictions=await self._score(applicants))
