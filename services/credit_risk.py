@@ -1,10 +1,10 @@
 """``credit-risk`` model service: scores raw applicant rows with XGBoost, batched adaptively.
 
-Batching: ``max_batch_size=256`` rows and ``max_latency_ms=250``. The latency cap is where
-BentoML's dispatcher starts refusing work with 503, not a wait target (the dispatcher tunes its own
-wait), so it sits well above a scoring call (~1 ms for 256 rows) plus a queue under load; a tight
-cap such as 10 ms answered 503 under load here. ``FINBENTO_CREDIT_RISK_BATCHING=false`` turns
-batching off for comparison (bench/serving.py).
+Batching: ``max_batch_size=256`` rows, ``max_latency_ms=1000``. The latency cap is not a wait
+target (BentoML's dispatcher tunes its own wait from observed latency); it is where the dispatcher
+starts refusing work with 503. A tight cap (10 ms, or 250 ms at concurrency 64 on 2 cores) shed
+requests here, so the cap sits well inside the 10 s request timeout and overload queues instead.
+``FINBENTO_CREDIT_RISK_BATCHING=false`` turns batching off for comparison (bench/serving.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 from finbento.credit_risk import CreditRiskScorer
 from finbento.settings import get_settings
 from services.args import ARGS
+from services.runtime import tune_gc
 
 
 @bentoml.service(name="credit-risk", workers=1, traffic={"timeout": 10})
@@ -27,9 +28,10 @@ class CreditRiskModel:
 
     def __init__(self) -> None:
         self.scorer = CreditRiskScorer.load(Path(self.model_ref.path))
+        tune_gc()
 
     @bentoml.api(
-        batchable=get_settings().credit_risk_batching, max_batch_size=256, max_latency_ms=250
+        batchable=get_settings().credit_risk_batching, max_batch_size=256, max_latency_ms=1000
     )
     def score(self, applicants: np.ndarray) -> np.ndarray:
         """Score raw rows of shape (n, 23) -> (n, 30): probability, then 29 contributions."""

@@ -16,6 +16,7 @@ from finbento.credit_risk import MODEL_NAME, risk_band, risk_score, top_reasons
 from finbento.features.credit_risk import Applicant, raw_matrix
 from services.args import ARGS
 from services.credit_risk import CreditRiskModel
+from services.runtime import tune_gc
 from services.schemas import (
     ApplicantBatch,
     CreditRiskBatchPrediction,
@@ -28,6 +29,9 @@ class CreditRiskRoutes:
     """Mixin for a public ``@bentoml.service``: the credit-risk routes and their model service."""
 
     credit_risk = bentoml.depends(CreditRiskModel)
+
+    def __init__(self) -> None:
+        tune_gc()
 
     @cached_property
     def credit_risk_version(self) -> str:

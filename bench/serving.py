@@ -1,0 +1,226 @@
+"""Serving benchmark: requests/s and latency of /predict/credit-risk, batching on and off.
+
+Starts a built Bento with real ``bentoml serve`` on a free port (once per batching mode), drives
+it with ``wrk`` (or an asyncio client when wrk is not installed) at each concurrency, and prints
+requests/s, p50/p95/p99 and errors, plus the mean adaptive batch size BentoML reports on /metrics.
+Results go to bench/results/serving.json.
+
+    python bench/serving.py                       # 20 s per point, concurrency 1 8 32 64
+    python bench/serving.py --short               # CI: 3 s per point, concurrency 1 and 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+EXAMPLE = {
+    "limit_bal": 50000.0, "sex": 2, "education": 2, "marriage": 1, "age": 35,
+    "pay_0": 2, "pay_2": 2, "pay_3": 0, "pay_4": 0, "pay_5": 0, "pay_6": 0,
+    "bill_amt1": 48000.0, "bill_amt2": 47000.0, "bill_amt3": 46000.0, "bill_amt4": 30000.0,
+    "bill_amt5": 29000.0, "bill_amt6": 28000.0, "pay_amt1": 0.0, "pay_amt2": 1500.0,
+    "pay_amt3": 1200.0, "pay_amt4": 1100.0, "pay_amt5": 1000.0, "pay_amt6": 1000.0,
+}  # fmt: skip
+ROUTE = "/predict/credit-risk"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(tag: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+    bentoml_bin = str(Path(sys.executable).parent / "bentoml")
+    proc = subprocess.Popen(
+        [bentoml_bin, "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"bentoml serve exited with {proc.returncode}")
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("server not ready after 120 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+
+
+def run_wrk(url: str, body_file: str, concurrency: int, seconds: int) -> dict:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(ROOT / "bench" / "wrk_report.lua"),
+            url,
+        ],
+        env={**os.environ, "BENCH_BODY_FILE": body_file},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["rps"] = result["requests"] / result["duration_s"]
+    result["errors"] = result.pop("socket_errors") + result.pop("status_errors")
+    return result
+
+
+async def run_asyncio(url: str, body: bytes, concurrency: int, seconds: int) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post(
+                        url, content=body, headers={"Content-Type": "application/json"}
+                    )
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - t0)
+                errors += not ok
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+
+    return {
+        "requests": len(latencies),
+        "duration_s": elapsed,
+        "rps": len(latencies) / elapsed,
+        "errors": errors,
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+    }
+
+
+def batch_size_stats(port: int) -> tuple[float, float]:
+    """(sum, count) of bentoml_service_adaptive_batch_size over all services."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    total = count = 0.0
+    for line in text.splitlines():
+        m = re.match(r"bentoml_service_adaptive_batch_size_(sum|count)\{.*\} ([0-9.e+]+)", line)
+        if m:
+            total += float(m.group(2)) if m.group(1) == "sum" else 0
+            count += float(m.group(2)) if m.group(1) == "count" else 0
+    return total, count
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tag", help="Bento tag (default: latest finbento build)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--short", action="store_true", help="CI: 3 s at concurrency 1 and 32")
+    parser.add_argument("--modes", nargs="+", default=["on", "off"], choices=["on", "off"])
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "serving.json"))
+    args = parser.parse_args()
+    if args.short:
+        args.concurrency, args.seconds = [1, 32], 3
+
+    from finbento.settings import get_settings
+
+    get_settings().apply_environment()
+    from finbento.bentos import latest_bento
+
+    tag = args.tag or latest_bento("all")
+    if tag is None:
+        print("no Bento built: run `finbento build` first", file=sys.stderr)
+        return 2
+    use_wrk = shutil.which("wrk") is not None
+    body = json.dumps({"applicant": EXAMPLE}).encode()
+    with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as body_file:
+        body_file.write(body)
+
+    print(
+        f"Bento {tag}; load generator: {'wrk' if use_wrk else 'asyncio/httpx'}; "
+        f"{args.seconds} s per point; {os.cpu_count()} cores shared with the server"
+    )
+    print(
+        f"{'batching':>8} {'conc':>5} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>7} {'mean batch':>10}"
+    )
+    results = []
+    for mode in args.modes:
+        port = free_port()
+        proc = start_server(tag, port, {"FINBENTO_CREDIT_RISK_BATCHING": str(mode == "on")})
+        url = f"http://127.0.0.1:{port}{ROUTE}"
+        try:
+            for _ in range(200):  # warm-up
+                httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+            for conc in args.concurrency:
+                s0, c0 = batch_size_stats(port)
+                if use_wrk:
+                    r = run_wrk(url, body_file.name, conc, args.seconds)
+                else:
+                    r = asyncio.run(run_asyncio(url, body, conc, args.seconds))
+                s1, c1 = batch_size_stats(port)
+                r.update(
+                    batching=mode,
+                    concurrency=conc,
+                    mean_batch_size=(s1 - s0) / (c1 - c0) if c1 > c0 else None,
+                )
+                results.append(r)
+                mb = f"{r['mean_batch_size']:.2f}" if r["mean_batch_size"] else "-"
+                print(
+                    f"{mode:>8} {conc:>5} {r['rps']:>9.0f} {r['p50_ms']:>8.1f} "
+                    f"{r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7} {mb:>10}"
+                )
+        finally:
+            stop_server(proc)
+    os.unlink(body_file.name)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"bento": tag, "results": results}, indent=2))
+    print(f"wrote {args.out}")
+    failed = [r for r in results if r["requests"] == 0 or r["errors"] > 0.01 * r["requests"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
