@@ -1,0 +1,43 @@
+"""Test setup: one throw-away state directory per session, set before bentoml is imported."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_STATE = Path(tempfile.mkdtemp(prefix="finbento-test-"))
+os.environ["FINBENTO_STATE_DIR"] = str(_STATE / "state")
+os.environ["BENTOML_HOME"] = str(_STATE / "bentoml")
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+import pytest  # noqa: E402
+
+from finbento.settings import Settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings with a fresh MLflow store of their own (BentoML home is per session)."""
+    return Settings(state_dir=tmp_path / "state")
+
+
+@pytest.fixture(scope="session")
+def session_state() -> Path:
+    return _STATE
+
+
+def applicant_dict(**overrides: object) -> dict:
+    """A valid applicant (a real row shape), with overrides."""
+    base = {
+        "limit_bal": 50000.0, "sex": 2, "education": 2, "marriage": 1, "age": 35,
+        "pay_0": 2, "pay_2": 2, "pay_3": 0, "pay_4": 0, "pay_5": 0, "pay_6": 0,
+        "bill_amt1": 48000.0, "bill_amt2": 47000.0, "bill_amt3": 46000.0, "bill_amt4": 30000.0,
+        "bill_amt5": 29000.0, "bill_amt6": 28000.0, "pay_amt1": 0.0, "pay_amt2": 1500.0,
+        "pay_amt3": 1200.0, "pay_amt4": 1100.0, "pay_amt5": 1000.0, "pay_amt6": 1000.0,
+    }  # fmt: skip
+    base.update(overrides)
+    return base
