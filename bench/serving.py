@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,43 +36,6 @@ EXAMPLE = {
     "pay_amt3": 1200.0, "pay_amt4": 1100.0, "pay_amt5": 1000.0, "pay_amt6": 1000.0,
 }  # fmt: skip
 ROUTE = "/predict/credit-risk"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(tag: str, port: int, env: dict[str, str]) -> subprocess.Popen:
-    bentoml_bin = str(Path(sys.executable).parent / "bentoml")
-    proc = subprocess.Popen(
-        [bentoml_bin, "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited with {proc.returncode}")
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("server not ready after 120 s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, 15)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
 
 
 def run_wrk(url: str, body_file: str, concurrency: int, seconds: int) -> dict:
@@ -168,6 +130,7 @@ def main() -> int:
 
     get_settings().apply_environment()
     from finbento.bentos import latest_bento
+    from finbento.serving import free_port, start_bento_server, stop_bento_server
 
     tag = args.tag or latest_bento("all")
     if tag is None:
@@ -189,7 +152,7 @@ def main() -> int:
     results = []
     for mode in args.modes:
         port = free_port()
-        proc = start_server(tag, port, {"FINBENTO_CREDIT_RISK_BATCHING": str(mode == "on")})
+        proc = start_bento_server(tag, port, {"FINBENTO_CREDIT_RISK_BATCHING": str(mode == "on")})
         url = f"http://127.0.0.1:{port}{ROUTE}"
         try:
             for _ in range(200):  # warm-up
@@ -213,7 +176,7 @@ def main() -> int:
                     f"{r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7} {mb:>10}"
                 )
         finally:
-            stop_server(proc)
+            stop_bento_server(proc)
     os.unlink(body_file.name)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"bento": tag, "results": results}, indent=2))

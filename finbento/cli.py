@@ -88,7 +88,7 @@ def promote_cmd(
     from trainers import registry
 
     trainer, client = _trainer(model), _client()
-    version = version or registry.latest_version(client, model).version
+    version = version or str(registry.latest_version(client, model).version)
     decision = trainer.gate(client, get_settings(), version, trainer.load_split(get_settings()))
     _print_decision(decision)
     if not decision.promote:

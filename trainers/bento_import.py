@@ -73,4 +73,4 @@ def import_champion(client: MlflowClient, name: str, export: Exporter) -> bentom
     champion = registry.get_alias(client, name)
     if champion is None:
         raise registry.RegistryError(f"{name} has no champion: train and promote a version first")
-    return import_version(client, name, champion.version, export)
+    return import_version(client, name, str(champion.version), export)

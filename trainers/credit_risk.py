@@ -182,8 +182,8 @@ def gate(
         candidate_metrics = evaluate(load_scorer(version), split.test)
     champion = registry.get_alias(client, MODEL_NAME)
     champion_metrics = None
-    if champion is not None and champion.version != version:
-        champion_metrics = evaluate(load_scorer(champion.version), split.test)
+    if champion is not None and str(champion.version) != str(version):
+        champion_metrics = evaluate(load_scorer(str(champion.version)), split.test)
     decision = decide(candidate_metrics, champion_metrics, settings.credit_risk_gate)
     registry.record_decision(client, MODEL_NAME, version, decision)
     return decision

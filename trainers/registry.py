@@ -91,10 +91,11 @@ def record_decision(client: MlflowClient, name: str, version: str, decision: Gat
 def set_champion(client: MlflowClient, name: str, version: str) -> None:
     """Point ``champion`` at ``version`` and append it to the champion history."""
     client.set_registered_model_alias(name, CHAMPION, version)
+    version = str(version)
     history = [v for v in champion_history(client, name) if v != version] + [version]
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     challenger = get_alias(client, name, CHALLENGER)
-    if challenger is not None and challenger.version == version:
+    if challenger is not None and str(challenger.version) == str(version):
         client.delete_registered_model_alias(name, CHALLENGER)
     log.info("%s: champion is now version %s", name, version)
 
@@ -111,7 +112,7 @@ def rollback(client: MlflowClient, name: str) -> str:
     """
     current = get_alias(client, name)
     history = champion_history(client, name)
-    if current is not None and history and history[-1] == current.version:
+    if current is not None and history and history[-1] == str(current.version):
         history = history[:-1]
     if not history:
         raise RegistryError(f"{name}: no earlier champion to roll back to")
@@ -119,6 +120,6 @@ def rollback(client: MlflowClient, name: str) -> str:
     client.set_registered_model_alias(name, CHAMPION, previous)
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     if current is not None:
-        client.set_model_version_tag(name, current.version, "rolled_back", "true")
+        client.set_model_version_tag(name, str(current.version), "rolled_back", "true")
     log.info("%s: rolled back champion to version %s", name, previous)
     return previous

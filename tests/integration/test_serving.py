@@ -1,0 +1,189 @@
+"""The served Bento over real HTTP: train -> import -> bentoml build -> bentoml serve."""
+
+import concurrent.futures as cf
+import json
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from finbento import bentos
+from finbento.features.credit_risk import RAW_COLUMNS
+from finbento.serving import free_port, start_bento_server, stop_bento_server
+from finbento.settings import Settings
+from tests.conftest import ROOT, applicant_dict, sample_policy
+from trainers import bento_import, credit_risk, registry
+
+pytestmark = pytest.mark.integration
+INTS = {"sex", "education", "marriage", "age", "pay_0", "pay_2", "pay_3", "pay_4", "pay_5", "pay_6"}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    s = Settings(state_dir=tmp_path_factory.mktemp("serving"), credit_risk_gate=sample_policy())
+    result = credit_risk.train(s, sample=4000)
+    client = registry.configure(s)
+    model = bento_import.import_champion(client, "credit-risk", credit_risk.export)
+    assert bento_import.import_champion(client, "credit-risk", credit_risk.export).tag == model.tag
+    tag = bentos.build("all", {"credit-risk": str(model.tag)}, {"credit-risk": result.version})
+    assert (
+        bentos.build("all", {"credit-risk": str(model.tag)}, {"credit-risk": result.version}) == tag
+    )
+    port = free_port()
+    log = tmp_path_factory.mktemp("logs") / "serve.log"
+    proc = start_bento_server(tag, port, log_file=log)
+    yield {
+        "url": f"http://127.0.0.1:{port}",
+        "version": result.version,
+        "tag": tag,
+        "model": model,
+        "proc": proc,
+    }
+    stop_bento_server(proc)
+
+
+def post(served, path, body, **kw):
+    return httpx.post(
+        served["url"] + path,
+        content=json.dumps(body),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+        **kw,
+    )
+
+
+def real_rows(n: int) -> list[dict]:
+    df = pd.read_csv(ROOT / "data" / "taiwan_credit_default" / "UCI_Credit_Card.csv", nrows=n)
+    df.columns = [c.lower() for c in df.columns]
+    return [
+        {c: int(r[c]) if c in INTS else float(r[c]) for c in RAW_COLUMNS} for _, r in df.iterrows()
+    ]
+
+
+def test_bento_pins_the_model_and_is_labelled_with_its_version(served):
+    import bentoml
+
+    bento = bentoml.get(served["tag"])
+    assert served["tag"].split(":")[1].startswith(f"cr{served['version']}-")
+    assert bento.info.labels["credit-risk"] == served["version"]
+    packaged = [str(m.tag) for svc in bento.info.services for m in svc.models]
+    assert packaged == [str(served["model"].tag)]
+    assert bento.info.args == {"credit_risk_model": str(served["model"].tag)}
+    labels = served["model"].info.labels
+    assert labels["mlflow_version"] == served["version"] and "test_roc_auc" in labels
+
+
+def test_single_prediction(served):
+    r = post(served, "/predict/credit-risk", {"applicant": applicant_dict()})
+    assert r.status_code == 200, r.text
+    p = r.json()
+    assert 0 <= p["default_probability"] <= 1
+    assert p["risk_score"] == round(100 * p["default_probability"])
+    assert p["risk_band"] == (
+        "high" if p["risk_score"] >= 50 else "medium" if p["risk_score"] >= 20 else "low"
+    )
+    assert p["model"] == "credit-risk" and p["model_version"] == served["version"]
+    assert 1 <= len(p["reasons"]) <= 3
+    contributions = [x["contribution"] for x in p["reasons"]]
+    assert all(c > 0 for c in contributions) and contributions == sorted(contributions)[::-1]
+
+
+def test_batch_keeps_input_order_and_matches_single_calls(served):
+    rows = real_rows(60)
+    r = post(served, "/predict/credit-risk/batch", {"applicants": rows})
+    assert r.status_code == 200
+    batch = [p["default_probability"] for p in r.json()["predictions"]]
+    assert len(batch) == 60 and len(set(batch)) > 30
+    for i in (0, 17, 59):
+        single = post(served, "/predict/credit-risk", {"applicant": rows[i]}).json()
+        assert single["default_probability"] == pytest.approx(batch[i], abs=1e-6)
+
+
+def test_batch_of_1000_is_accepted_and_1001_refused(served):
+    rows = real_rows(1000)
+    assert (
+        len(post(served, "/predict/credit-risk/batch", {"applicants": rows}).json()["predictions"])
+        == 1000
+    )
+    r = post(served, "/predict/credit-risk/batch", {"applicants": [*rows, rows[0]]})
+    assert r.status_code == 400 and r.json()["detail"][0]["type"] == "too_long"
+
+
+BAD = [
+    ({"applicant": applicant_dict(age=12)}, ["applicant", "age"], "greater_than_equal"),
+    ({"applicant": applicant_dict(sex="female")}, ["applicant", "sex"], "int_type"),
+    ({"applicant": applicant_dict(pay_0=11)}, ["applicant", "pay_0"], "less_than_equal"),
+    ({"applicant": applicant_dict(pay_1=0)}, ["applicant", "pay_1"], "extra_forbidden"),
+    (
+        {"applicant": {k: v for k, v in applicant_dict().items() if k != "limit_bal"}},
+        ["applicant", "limit_bal"],
+        "missing",
+    ),
+    ({"applicants": []}, ["applicants"], "too_short"),
+    ({}, ["applicant"], "missing"),
+]
+
+
+@pytest.mark.parametrize(("body", "loc", "kind"), BAD)
+def test_bad_input_is_a_400_naming_the_field(served, body, loc, kind):
+    path = "/predict/credit-risk/batch" if "applicants" in body else "/predict/credit-risk"
+    r = post(served, path, body)
+    assert r.status_code == 400
+    err = r.json()["detail"][0]
+    assert err["loc"] == loc and err["type"] == kind and err["msg"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"applicant": {"limit_bal": NaN',
+        b"not json",
+        b"[1, 2]",
+        b'{"applicant": {"limit_bal": 1e999}}',
+    ],
+)
+def test_malformed_bodies_are_400(served, raw):
+    r = httpx.post(
+        served["url"] + "/predict/credit-risk",
+        content=raw,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert r.status_code == 400, r.text
+
+
+def test_nan_in_a_batch_row_names_the_row_and_field(served):
+    second = json.dumps(applicant_dict()).replace('"bill_amt4": 30000.0', '"bill_amt4": NaN')
+    body = f'{{"applicants": [{json.dumps(applicant_dict())}, {second}]}}'
+    r = httpx.post(
+        served["url"] + "/predict/credit-risk/batch",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert r.status_code == 400
+    assert r.json()["detail"][0]["loc"] == ["applicants", 1, "bill_amt4"]
+
+
+def test_concurrent_load_gets_no_errors_and_server_stays_up(served):
+    """Regression: BentoML >= 1.4.31 dropped in-flight calls between services (500s)."""
+    rows = real_rows(50)
+    with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=32)) as client:
+
+        def call(i):
+            return client.post(
+                served["url"] + "/predict/credit-risk", json={"applicant": rows[i % 50]}
+            ).status_code
+
+        with cf.ThreadPoolExecutor(32) as pool:
+            codes = list(pool.map(call, range(600)))
+    assert codes.count(200) == 600, {c: codes.count(c) for c in set(codes)}
+    assert served["proc"].poll() is None
+    assert httpx.get(served["url"] + "/readyz").status_code == 200
+
+
+def test_metrics_endpoint_reports_requests(served):
+    text = httpx.get(served["url"] + "/metrics").text
+    assert "bentoml_service_request_total" in text and 'endpoint="/predict/credit-risk"' in text
+    assert np.isfinite(len(text))
