@@ -1,0 +1,33 @@
+# finbento: `make up` sets up, trains what is missing, builds and serves; `make test` runs the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: up test lint bench bench-short clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+up: $(BIN)/.installed          ## train missing models on shipped data, build the Bento, serve on :3000
+	$(BIN)/finbento up
+
+test: $(BIN)/.installed        ## unit, integration (real MLflow, PostgreSQL, bentoml serve) and model tests
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(BIN)/.installed       ## serving benchmark, 20 s per point (needs a built Bento: make up)
+	$(BIN)/finbento up --no-serve
+	$(BIN)/python bench/serving.py
+
+bench-short: $(BIN)/.installed ## the same, 3 s per point (CI)
+	$(BIN)/finbento up --no-serve
+	$(BIN)/python bench/serving.py --short
+
+clean:
+	rm -rf .finbento bench/results
