@@ -261,7 +261,8 @@ def up(
     console.print(
         f"built {tag}\n\nTry it:\n  curl -s -X POST http://{host}:{port}/predict/credit-risk "
         f"-H 'Content-Type: application/json' -d '{EXAMPLE}'\n"
-        f"  open http://{host}:{port}/ for the OpenAPI UI; /metrics, /readyz\n"
+        f"  open http://{host}:{port}/ for the OpenAPI UI; /metrics, /readyz\n",
+        soft_wrap=True,
     )
     if serve_it:
         _serve(tag, host, port)
