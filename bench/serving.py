@@ -28,13 +28,6 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-EXAMPLE = {
-    "limit_bal": 50000.0, "sex": 2, "education": 2, "marriage": 1, "age": 35,
-    "pay_0": 2, "pay_2": 2, "pay_3": 0, "pay_4": 0, "pay_5": 0, "pay_6": 0,
-    "bill_amt1": 48000.0, "bill_amt2": 47000.0, "bill_amt3": 46000.0, "bill_amt4": 30000.0,
-    "bill_amt5": 29000.0, "bill_amt6": 28000.0, "pay_amt1": 0.0, "pay_amt2": 1500.0,
-    "pay_amt3": 1200.0, "pay_amt4": 1100.0, "pay_amt5": 1000.0, "pay_amt6": 1000.0,
-}  # fmt: skip
 ROUTE = "/predict/credit-risk"
 
 
@@ -130,6 +123,7 @@ def main() -> int:
 
     get_settings().apply_environment()
     from finbento.bentos import latest_bento
+    from finbento.features.credit_risk import EXAMPLE_APPLICANT
     from finbento.serving import free_port, start_bento_server, stop_bento_server
 
     tag = args.tag or latest_bento("all")
@@ -137,7 +131,7 @@ def main() -> int:
         print("no Bento built: run `finbento build` first", file=sys.stderr)
         return 2
     use_wrk = shutil.which("wrk") is not None
-    body = json.dumps({"applicant": EXAMPLE}).encode()
+    body = json.dumps({"applicant": EXAMPLE_APPLICANT}).encode()
     with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as body_file:
         body_file.write(body)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from finbento.bentos import BUNDLES
+from finbento.features.credit_risk import EXAMPLE_APPLICANT
 from finbento.settings import get_settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -230,15 +232,6 @@ def models() -> None:
     console.print(table)
 
 
-EXAMPLE = (
-    '{"applicant": {"limit_bal": 50000, "sex": 2, "education": 2, "marriage": 1, "age": 35, '
-    '"pay_0": 2, "pay_2": 2, "pay_3": 0, "pay_4": 0, "pay_5": 0, "pay_6": 0, '
-    '"bill_amt1": 48000, "bill_amt2": 47000, "bill_amt3": 46000, "bill_amt4": 30000, '
-    '"bill_amt5": 29000, "bill_amt6": 28000, "pay_amt1": 0, "pay_amt2": 1500, "pay_amt3": 1200, '
-    '"pay_amt4": 1100, "pay_amt5": 1000, "pay_amt6": 1000}}'
-)
-
-
 @app.command()
 def up(
     bundle: BundleOpt = "all",
@@ -258,9 +251,10 @@ def up(
         else:
             console.print(f"{model}: champion is version {champion.version}")
     tag = _build(bundle)
+    example = json.dumps({"applicant": EXAMPLE_APPLICANT})
     console.print(
         f"built {tag}\n\nTry it:\n  curl -s -X POST http://{host}:{port}/predict/credit-risk "
-        f"-H 'Content-Type: application/json' -d '{EXAMPLE}'\n"
+        f"-H 'Content-Type: application/json' -d '{example}'\n"
         f"  open http://{host}:{port}/ for the OpenAPI UI; /metrics, /readyz\n",
         soft_wrap=True,
     )

@@ -14,6 +14,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 import pytest  # noqa: E402
 
+from finbento.features.credit_risk import EXAMPLE_APPLICANT  # noqa: E402
 from finbento.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,13 +33,7 @@ def session_state() -> Path:
 
 def applicant_dict(**overrides: object) -> dict:
     """A valid applicant (a real row shape), with overrides."""
-    base = {
-        "limit_bal": 50000.0, "sex": 2, "education": 2, "marriage": 1, "age": 35,
-        "pay_0": 2, "pay_2": 2, "pay_3": 0, "pay_4": 0, "pay_5": 0, "pay_6": 0,
-        "bill_amt1": 48000.0, "bill_amt2": 47000.0, "bill_amt3": 46000.0, "bill_amt4": 30000.0,
-        "bill_amt5": 29000.0, "bill_amt6": 28000.0, "pay_amt1": 0.0, "pay_amt2": 1500.0,
-        "pay_amt3": 1200.0, "pay_amt4": 1100.0, "pay_amt5": 1000.0, "pay_amt6": 1000.0,
-    }  # fmt: skip
+    base = dict(EXAMPLE_APPLICANT)
     base.update(overrides)
     return base
 

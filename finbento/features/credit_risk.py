@@ -34,10 +34,25 @@ BillAmount = Annotated[
 PaymentAmount = Annotated[float, Field(ge=0, le=10_000_000, description="Amount paid, NT$")]
 
 
+#: A valid applicant: two months late on the last two bills, ~95 % of the limit used.
+EXAMPLE_APPLICANT: dict[str, float | int] = {
+    "limit_bal": 50000.0, "sex": 2, "education": 2, "marriage": 1, "age": 35,
+    "pay_0": 2, "pay_2": 2, "pay_3": 0, "pay_4": 0, "pay_5": 0, "pay_6": 0,
+    "bill_amt1": 48000.0, "bill_amt2": 47000.0, "bill_amt3": 46000.0, "bill_amt4": 30000.0,
+    "bill_amt5": 29000.0, "bill_amt6": 28000.0, "pay_amt1": 0.0, "pay_amt2": 1500.0,
+    "pay_amt3": 1200.0, "pay_amt4": 1100.0, "pay_amt5": 1000.0, "pay_amt6": 1000.0,
+}  # fmt: skip
+
+
 class Applicant(BaseModel):
     """One credit-card client, as the Taiwan data set describes them (all fields required)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
+        json_schema_extra={"examples": [EXAMPLE_APPLICANT]},
+    )
 
     limit_bal: float = Field(
         gt=0, le=10_000_000, description="Credit limit incl. family/supplementary cards, NT$"
