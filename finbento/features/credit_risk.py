@@ -51,7 +51,7 @@ class Applicant(BaseModel):
         extra="forbid",
         strict=True,
         allow_inf_nan=False,
-        json_schema_extra={"examples": [EXAMPLE_APPLICANT]},
+        json_schema_extra={"example": EXAMPLE_APPLICANT},  # OpenAPI 3.0 "example"
     )
 
     limit_bal: float = Field(

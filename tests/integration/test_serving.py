@@ -187,3 +187,17 @@ def test_metrics_endpoint_reports_requests(served):
     text = httpx.get(served["url"] + "/metrics").text
     assert "bentoml_service_request_total" in text and 'endpoint="/predict/credit-risk"' in text
     assert np.isfinite(len(text))
+
+
+def test_risk_bundle_builds_its_own_bento_with_the_same_model(served):
+    import bentoml
+
+    tag = bentos.build(
+        "risk", {"credit-risk": str(served["model"].tag)}, {"credit-risk": served["version"]}
+    )
+    bento = bentoml.get(tag)
+    assert tag.startswith("finbento-risk:cr") and bento.info.labels["bundle"] == "risk"
+    assert bento.info.entry_service == "finbento-risk"
+    routes = {r["route"] for r in bento.info.schema["routes"]}
+    assert routes >= {"/predict/credit-risk", "/predict/credit-risk/batch"}
+    assert bentos.latest_bento("risk") == tag

@@ -38,7 +38,7 @@ def test_prediction_schema_enforces_its_ranges():
 
 def test_openapi_schema_documents_units_ranges_and_an_example():
     schema = Applicant.model_json_schema()
-    assert schema["examples"] == [EXAMPLE_APPLICANT]
+    assert schema["example"] == EXAMPLE_APPLICANT
     assert schema["additionalProperties"] is False
     age = schema["properties"]["age"]
     assert (age["minimum"], age["maximum"]) == (18, 100) and "years" in age["description"]
