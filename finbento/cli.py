@@ -21,6 +21,8 @@ from finbento.features.credit_risk import EXAMPLE_APPLICANT
 from finbento.settings import get_settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_show_locals=False)
+features_app = typer.Typer(help="The online feature store (Redis).", no_args_is_help=True)
+app.add_typer(features_app, name="features")
 console = Console()
 
 ModelArg = Annotated[str, typer.Argument(help="Model name, e.g. credit-risk")]
@@ -260,6 +262,40 @@ def up(
     )
     if serve_it:
         _serve(tag, host, port)
+
+
+@features_app.command("load")
+def features_load(
+    data: Annotated[Path | None, typer.Option(help="Transactions parquet/CSV with labels")] = None,
+    clear: Annotated[bool, typer.Option(help="Delete the feature set's keys first")] = False,
+    chunk: Annotated[int, typer.Option(help="Transactions per pipeline")] = 5000,
+) -> None:
+    """Materialise customer and terminal state in Redis from historical transactions."""
+    import redis
+
+    from finbento.datasets import load_transactions, to_transactions
+    from finbento.feature_store import TransactionStore
+
+    settings = get_settings()
+    path = data or settings.transactions_data_path
+    df = load_transactions(path)
+    labels = df["tx_fraud"].astype(bool).tolist() if "tx_fraud" in df else []
+    store = TransactionStore.from_url(settings.redis_url, settings.redis_prefix, timeout_s=10)
+    try:
+        if clear:
+            console.print(f"deleted {store.clear()} keys of {store.base}")
+        written = 0
+        with Progress(*Progress.get_default_columns(), TimeElapsedColumn(),
+                      console=console) as progress:  # fmt: skip
+            task = progress.add_task(f"loading {path.name}", total=len(df))
+            for start in range(0, len(df), chunk):
+                part = df.iloc[start : start + chunk]
+                written += store.ingest(to_transactions(part), labels[start : start + chunk])
+                progress.advance(task, len(part))
+    except redis.exceptions.RedisError as exc:
+        console.print(f"[red]Redis at {settings.redis_url} failed: {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"{written} new transactions of {len(df)} stored under {store.base}")
 
 
 if __name__ == "__main__":

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     credit_risk_data: Path | None = Field(
         None, description="Taiwan credit-default CSV; default data_dir/taiwan_credit_default."
     )
+    transactions_data: Path | None = Field(
+        None, description="Card transactions (parquet/CSV); default data_dir/card_transactions_sim."
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Online feature store.")
+    redis_prefix: str = Field("finbento", description="Prefix of every key finbento writes.")
     seed: int = 42
     credit_risk_gate: GatePolicy = GatePolicy()
     credit_risk_batching: bool = Field(
@@ -98,6 +103,13 @@ class Settings(BaseSettings):
         """Path of the Taiwan credit-default CSV."""
         return self.credit_risk_data or (
             self.data_dir / "taiwan_credit_default" / "UCI_Credit_Card.csv"
+        )
+
+    @property
+    def transactions_data_path(self) -> Path:
+        """Path of the card-transactions file (the shipped 1,000-customer slice by default)."""
+        return self.transactions_data or (
+            self.data_dir / "card_transactions_sim" / "transactions_1000_customers.parquet"
         )
 
     def apply_environment(self) -> None:
