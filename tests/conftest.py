@@ -42,16 +42,10 @@ def applicant_dict(**overrides: object) -> dict:
 def sample_policy():
     from finbento.settings import GatePolicy
 
-    return GatePolicy(
-        min_roc_auc=0.6, min_average_precision=0.3, max_brier_score=0.25,
-        min_demographic_parity_ratio={}, max_equalized_odds_difference={},
-    )  # fmt: skip
+    return GatePolicy(floors={"roc_auc": 0.6}, ceilings={"brier_score": 0.25})
 
 
 SAMPLE_ENV = {
-    "FINBENTO_CREDIT_RISK_GATE__MIN_ROC_AUC": "0.6",
-    "FINBENTO_CREDIT_RISK_GATE__MIN_AVERAGE_PRECISION": "0.3",
-    "FINBENTO_CREDIT_RISK_GATE__MAX_BRIER_SCORE": "0.25",
-    "FINBENTO_CREDIT_RISK_GATE__MIN_DEMOGRAPHIC_PARITY_RATIO": "{}",
-    "FINBENTO_CREDIT_RISK_GATE__MAX_EQUALIZED_ODDS_DIFFERENCE": "{}",
+    "FINBENTO_CREDIT_RISK_GATE__FLOORS": '{"roc_auc": 0.6}',
+    "FINBENTO_CREDIT_RISK_GATE__CEILINGS": '{"brier_score": 0.25}',
 }

@@ -1,7 +1,8 @@
 """The promotion gate: a candidate becomes champion only if it clears the floors and the champion.
 
-Both models are scored on the same held-out test split. The gate is a pure function of their
-metrics and the :class:`~finbento.settings.GatePolicy`, so it is easy to test and to explain.
+Both models are scored on the same held-out data. The gate is a pure function of their metrics
+and a :class:`~finbento.settings.GatePolicy`, shared by every model, so it is easy to test and to
+explain.
 """
 
 from __future__ import annotations
@@ -47,53 +48,37 @@ def decide(
     """Run every check of the gate.
 
     Args:
-        candidate: the candidate's metrics on the test split: ``roc_auc``, ``average_precision``,
-            ``brier_score`` and ``demographic_parity_ratio__<attr>`` /
-            ``equalized_odds_difference__<attr>`` for each attribute the policy names.
-        champion: the champion's metrics on the same split, or None when there is no champion.
-        policy: floors and margin.
+        candidate: the candidate's metrics on held-out data, with every metric the policy names.
+        champion: the champion's metrics on the same data, or None when there is no champion.
+        policy: floors, ceilings and the champion comparison.
 
     Returns:
         the :class:`GateDecision`; ``promote`` is True only if every check passed.
-
     """
     checks: list[tuple[bool, str]] = []
-
-    def at_least(value: float | None, floor: float, what: str) -> None:
+    for key, floor in policy.floors.items():
+        value = candidate.get(key)
         ok = value is not None and value >= floor
-        checks.append((ok, f"{what} = {_fmt(value)} (floor {floor:.3f})"))
-
-    def at_most(value: float | None, ceiling: float, what: str) -> None:
+        checks.append((ok, f"{key} = {_fmt(value)} (floor {floor:.3f})"))
+    for key, ceiling in policy.ceilings.items():
+        value = candidate.get(key)
         ok = value is not None and value <= ceiling
-        checks.append((ok, f"{what} = {_fmt(value)} (ceiling {ceiling:.3f})"))
-
-    at_least(candidate.get("roc_auc"), policy.min_roc_auc, "roc_auc")
-    at_least(candidate.get("average_precision"), policy.min_average_precision, "average_precision")
-    at_most(candidate.get("brier_score"), policy.max_brier_score, "brier_score")
-    for attr, floor in policy.min_demographic_parity_ratio.items():
-        key = f"demographic_parity_ratio__{attr}"
-        at_least(candidate.get(key), floor, key)
-    for attr, ceiling in policy.max_equalized_odds_difference.items():
-        key = f"equalized_odds_difference__{attr}"
-        at_most(candidate.get(key), ceiling, key)
-
+        checks.append((ok, f"{key} = {_fmt(value)} (ceiling {ceiling:.3f})"))
     if champion is None:
         checks.append((True, "no champion yet: the candidate only needs the floors"))
     else:
-        floor = champion["roc_auc"] - policy.max_roc_auc_drop
+        key = policy.compare_metric
+        new, old = candidate.get(key), champion.get(key)
+        ok = new is not None and (old is None or new >= old - policy.max_drop)
         checks.append(
-            (
-                candidate["roc_auc"] >= floor,
-                f"roc_auc vs champion: {candidate['roc_auc']:.4f} vs {champion['roc_auc']:.4f} "
-                f"(may be at most {policy.max_roc_auc_drop:.3f} lower)",
-            )
-        )
+            (ok, f"{key} vs champion: {_fmt(new)} vs {_fmt(old)} "
+                 f"(may be at most {policy.max_drop:.3f} lower)")
+        )  # fmt: skip
     promote = all(ok for ok, _ in checks)
     reasons = [f"{'PASS' if ok else 'FAIL'}: {text}" for ok, text in checks]
     reasons.sort(key=lambda r: not r.startswith("FAIL"))
-    return GateDecision(
-        promote, reasons, dict(candidate), None if champion is None else dict(champion)
-    )
+    champion_copy = None if champion is None else dict(champion)
+    return GateDecision(promote, reasons, dict(candidate), champion_copy)
 
 
 def _fmt(value: float | None) -> str:

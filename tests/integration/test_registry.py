@@ -63,7 +63,7 @@ def test_registered_model_scores_like_the_trained_one(store):
 
 def test_refused_candidate_leaves_the_champion_alone(store):
     s, _, client = store
-    strict = s.model_copy(update={"credit_risk_gate": GatePolicy(min_roc_auc=0.99)})
+    strict = s.model_copy(update={"credit_risk_gate": GatePolicy(floors={"roc_auc": 0.99})})
     second = credit_risk.train(strict, sample=3000)
     assert not second.decision.promote
     assert second.decision.reasons[0].startswith("FAIL: roc_auc")

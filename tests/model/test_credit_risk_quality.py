@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from finbento.features.credit_risk import RAW_COLUMNS, TARGET
-from finbento.settings import GatePolicy, Settings
+from finbento.settings import CREDIT_RISK_GATE, Settings
 from trainers import credit_risk
 from trainers.gate import decide
 
@@ -40,7 +40,7 @@ def test_probabilities_are_calibrated(fitted, test_metrics):
 
 
 def test_the_default_gate_passes_on_full_data(test_metrics):
-    decision = decide(test_metrics, None, GatePolicy())
+    decision = decide(test_metrics, None, CREDIT_RISK_GATE)
     assert decision.promote, decision.reasons
 
 

@@ -22,12 +22,12 @@ def test_embedded_defaults_live_in_the_state_dir(tmp_path, monkeypatch):
 def test_production_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("FINBENTO_MLFLOW_TRACKING_URI", "postgresql://mlflow@db:5432/mlflow")
     monkeypatch.setenv("FINBENTO_MLFLOW_ARTIFACT_ROOT", "s3://ml-artifacts/finbento")
-    monkeypatch.setenv("FINBENTO_CREDIT_RISK_GATE__MIN_ROC_AUC", "0.77")
+    monkeypatch.setenv("FINBENTO_CREDIT_RISK_GATE__FLOORS", '{"roc_auc": 0.77}')
     s = Settings()
     assert s.tracking_uri == "postgresql://mlflow@db:5432/mlflow"
     assert s.artifact_root == "s3://ml-artifacts/finbento"
-    assert s.credit_risk_gate.min_roc_auc == 0.77
-    assert s.credit_risk_gate.max_roc_auc_drop == 0.005
+    assert s.credit_risk_gate.floors == {"roc_auc": 0.77}
+    assert s.credit_risk_gate.max_drop == 0.005 and s.fraud_gate.floors["roc_auc"] == 0.80
 
 
 def test_bento_version_is_derived_from_models_and_valid():
