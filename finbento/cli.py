@@ -93,11 +93,12 @@ def promote_cmd(
 
     trainer, client = _trainer(model), _client()
     version = version or str(registry.latest_version(client, model).version)
-    decision = trainer.gate(client, get_settings(), version, trainer.load_split(get_settings()))
+    decision = trainer.gate(
+        client, get_settings(), version, trainer.load_split(get_settings()), promote=True
+    )
     _print_decision(decision)
     if not decision.promote:
         raise typer.Exit(1)
-    registry.set_champion(client, model, version)
     console.print(f"{model}: champion -> version {version}")
 
 

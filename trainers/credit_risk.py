@@ -38,7 +38,7 @@ from trainers.evaluation import (
     fairness_metrics,
     importance_plot,
 )
-from trainers.gate import GateDecision, decide
+from trainers.gate import GateDecision
 from trainers.splits import Split, stratified_sample, stratified_split
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,9 @@ def gate(
     version: str,
     split: Split,
     candidate_metrics: dict[str, float] | None = None,
+    promote: bool = False,
 ) -> GateDecision:
-    """Compare ``version`` with the current champion on the same test split and record it.
+    """Gate ``version`` against the champion on the same test split and record the decision.
 
     Args:
         client: MLflow client.
@@ -173,20 +174,14 @@ def gate(
         version: the candidate version.
         split: the split whose test part both models are scored on.
         candidate_metrics: the candidate's test metrics if already computed.
-
-    Returns:
-        the decision (also kept on the model version and its run).
-
+        promote: move ``champion`` when the gate passes.
     """
     if candidate_metrics is None:
         candidate_metrics = evaluate(load_scorer(version), split.test)
-    champion = registry.get_alias(client, MODEL_NAME)
-    champion_metrics = None
-    if champion is not None and str(champion.version) != str(version):
-        champion_metrics = evaluate(load_scorer(str(champion.version)), split.test)
-    decision = decide(candidate_metrics, champion_metrics, settings.credit_risk_gate)
-    registry.record_decision(client, MODEL_NAME, version, decision)
-    return decision
+    return registry.run_gate(
+        client, MODEL_NAME, version, candidate_metrics, settings.credit_risk_gate,
+        lambda v: evaluate(load_scorer(v), split.test), promote=promote,
+    )  # fmt: skip
 
 
 def train(
@@ -258,16 +253,11 @@ def train(
             metadata={"calibration": scorer.calibrator.to_dict(), "raw_columns": list(RAW_COLUMNS)},
         )
     version = str(info.registered_model_version)
-    client.set_registered_model_alias(MODEL_NAME, registry.CHALLENGER, version)
-    for key in ("roc_auc", "average_precision", "brier_score", "ks_statistic"):
-        client.set_model_version_tag(MODEL_NAME, version, f"test_{key}", f"{metrics[key]:.4f}")
-
-    decision = GateDecision(False, ["not evaluated: trained with promote=False"], metrics)
-    if promote:
-        on_stage("promotion gate")
-        decision = gate(client, settings, version, split, metrics)
-        if decision.promote:
-            registry.set_champion(client, MODEL_NAME, version)
+    on_stage("promotion gate")
+    decision = registry.gate_and_promote(
+        client, MODEL_NAME, version, metrics, settings.credit_risk_gate,
+        lambda v: evaluate(load_scorer(v), split.test), promote=promote,
+    )  # fmt: skip
     return TrainResult(run.info.run_id, version, metrics, decision)
 
 

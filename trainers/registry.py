@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from finbento.settings import Settings
-from trainers.gate import GateDecision
+from finbento.settings import GatePolicy, Settings
+from trainers.gate import GateDecision, decide
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -123,3 +124,59 @@ def rollback(client: MlflowClient, name: str) -> str:
         client.set_model_version_tag(name, str(current.version), "rolled_back", "true")
     log.info("%s: rolled back champion to version %s", name, previous)
     return previous
+
+
+def gate_and_promote(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    metrics: dict[str, float],
+    policy: GatePolicy,
+    champion_metrics: Callable[[str], dict[str, float]],
+    promote: bool = True,
+) -> GateDecision:
+    """What every trainer does after registering a version.
+
+    Points ``challenger`` at the version, tags it with its metrics, and (if ``promote``) runs the
+    gate against the champion scored on the same held-out data, records the decision and moves
+    ``champion`` when it passes.
+
+    Args:
+        client: MLflow client.
+        name: registered model name.
+        version: the new version.
+        metrics: its held-out metrics.
+        policy: the model's gate policy.
+        champion_metrics: version -> that version's metrics on the same held-out data.
+        promote: False registers only (``finbento promote`` can gate it later).
+
+    Returns:
+        the decision (a "not evaluated" one when ``promote`` is False).
+    """
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    for key, value in metrics.items():
+        client.set_model_version_tag(name, version, f"test_{key}", f"{value:.4f}")
+    if not promote:
+        return GateDecision(False, ["not evaluated: trained with promote=False"], metrics)
+    return run_gate(client, name, version, metrics, policy, champion_metrics, promote=True)
+
+
+def run_gate(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    metrics: dict[str, float],
+    policy: GatePolicy,
+    champion_metrics: Callable[[str], dict[str, float]],
+    promote: bool = True,
+) -> GateDecision:
+    """Gate ``version`` against the current champion, record the decision, promote if it passes."""
+    champion = get_alias(client, name)
+    old = None
+    if champion is not None and str(champion.version) != str(version):
+        old = champion_metrics(str(champion.version))
+    decision = decide(metrics, old, policy)
+    record_decision(client, name, version, decision)
+    if promote and decision.promote:
+        set_champion(client, name, version)
+    return decision
