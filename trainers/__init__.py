@@ -5,4 +5,7 @@
 ``export(version, directory)``.
 """
 
-TRAINERS: dict[str, str] = {"credit-risk": "trainers.credit_risk"}
+TRAINERS: dict[str, str] = {
+    "credit-risk": "trainers.credit_risk",
+    "fraud": "trainers.fraud",
+}

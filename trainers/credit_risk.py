@@ -8,9 +8,7 @@ fairness and plots -> MLflow run and registered version -> promotion gate.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -31,14 +29,13 @@ from finbento.features.credit_risk import (
     feature_matrix,
 )
 from finbento.settings import Settings
-from trainers import registry
+from trainers import registry, tracking
 from trainers.evaluation import (
     binary_metrics,
-    evaluation_plots,
     fairness_metrics,
-    importance_plot,
 )
 from trainers.gate import GateDecision
+from trainers.registry import TrainResult
 from trainers.splits import Split, stratified_sample, stratified_split
 
 log = logging.getLogger(__name__)
@@ -57,19 +54,8 @@ PARAMS: dict[str, object] = {
 }
 MAX_ROUNDS = 3000
 EARLY_STOPPING_ROUNDS = 150
-REFERENCE_ROWS = 5000
 
 Stage = Callable[[str], None]
-
-
-@dataclass
-class TrainResult:
-    """What one training produced."""
-
-    run_id: str
-    version: str
-    metrics: dict[str, float]
-    decision: GateDecision
 
 
 def load_split(settings: Settings, sample: int | None = None) -> Split:
@@ -263,23 +249,10 @@ def train(
 
 def _log_artifacts(scorer: CreditRiskScorer, split: Split) -> None:
     """Plots, feature importance and the drift reference sample, into the active run."""
-    import matplotlib.pyplot as plt
-
     y = split.test[TARGET].to_numpy()
-    for name, fig in evaluation_plots(y, scorer.default_probability(_raw(split.test))).items():
-        mlflow.log_figure(fig, f"plots/{name}")
-        plt.close(fig)
-    gain = scorer.booster.get_score(importance_type="total_gain")
-    importance = {f: float(gain.get(f, 0.0)) for f in FEATURES}
-    mlflow.log_dict(importance, "feature_importance.json")
-    fig = importance_plot(importance, "credit-risk: XGBoost total gain")
-    mlflow.log_figure(fig, "plots/feature_importance.png")
-    plt.close(fig)
-    with tempfile.TemporaryDirectory() as tmp:
-        ref = split.train.sample(min(REFERENCE_ROWS, len(split.train)), random_state=0)
-        path = Path(tmp) / "reference.parquet"
-        ref.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path="reference")
+    tracking.log_evaluation_plots(y, scorer.default_probability(_raw(split.test)))
+    tracking.log_booster_importance(scorer.booster, FEATURES, MODEL_NAME)
+    tracking.log_reference(split.train)
 
 
 def export(version: str, directory: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import mlflow
 from mlflow import MlflowClient
@@ -26,6 +27,16 @@ CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What one training produced: run, registered version, held-out metrics, gate decision."""
+
+    run_id: str
+    version: str
+    metrics: dict[str, float]
+    decision: GateDecision
 
 
 class RegistryError(Exception):
