@@ -8,4 +8,5 @@
 TRAINERS: dict[str, str] = {
     "credit-risk": "trainers.credit_risk",
     "fraud": "trainers.fraud",
+    "anomaly": "trainers.anomaly",
 }

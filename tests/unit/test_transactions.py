@@ -98,7 +98,10 @@ def test_first_transaction_and_neutral_values():
 
 
 def test_behavioural_features_carry_no_labels():
+    from finbento.features.transactions import ANOMALY_FEATURES
+
     assert not any("risk" in f for f in BEHAVIOURAL_FEATURES)
+    assert set(ANOMALY_FEATURES) <= set(BEHAVIOURAL_FEATURES)
     assert len(BEHAVIOURAL_FEATURES) == len(FEATURES) - 3
 
 

@@ -1,0 +1,82 @@
+"""Scoring for the ``anomaly`` model: Isolation Forest on behavioural transaction features.
+
+Unsupervised: the forest learns what ordinary spending looks like against the customers' own
+profiles (:data:`~finbento.features.transactions.ANOMALY_FEATURES`) and never sees labels or
+label-derived terminal risk. ``anomaly_score``
+is ``-score_samples`` (higher = more unusual); the threshold flags about 1 % of ordinary traffic.
+``reasons`` name the features furthest from the training median, in robust z-scores
+(``(x - median) / IQR``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from finbento.features.transactions import ANOMALY_FEATURES, FEATURES
+
+MODEL_NAME = "anomaly"
+FOREST_FILE = "model.skops"
+SCORER_FILE = "scorer.json"
+#: Columns of the full feature matrix the forest uses.
+COLUMNS = [FEATURES.index(f) for f in ANOMALY_FEATURES]
+#: skops types this model needs beyond skops' defaults.
+TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+
+
+@dataclass
+class AnomalyScorer:
+    """An Isolation Forest, its threshold and the robust scale of each feature.
+
+    Attributes:
+        forest: fitted ``sklearn.ensemble.IsolationForest`` on :data:`ANOMALY_FEATURES`.
+        threshold: ``anomaly_score`` at or above which a transaction is flagged.
+        median: per-feature training median, shape (4,).
+        scale: per-feature training IQR (1 where it is 0), shape (4,).
+    """
+
+    forest: object
+    threshold: float
+    median: np.ndarray
+    scale: np.ndarray
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Anomaly score, shape (n,), of full feature rows of shape (n, 18)."""
+        return -self.forest.score_samples(np.asarray(features, dtype=np.float64)[:, COLUMNS])
+
+    def reasons(self, features: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
+        """Per row, the ``k`` behavioural features furthest from usual, with their robust z."""
+        z = (np.asarray(features, dtype=np.float64)[:, COLUMNS] - self.median) / self.scale
+        top = np.argsort(-np.abs(z), axis=1)[:, :k]
+        return [[(ANOMALY_FEATURES[j], float(row[j])) for j in idx]
+                for row, idx in zip(z, top, strict=True)]  # fmt: skip
+
+    def save(self, directory: Path) -> None:
+        """Write ``model.skops`` (skops: no pickle) and ``scorer.json`` into ``directory``."""
+        import skops.io as sio
+
+        directory.mkdir(parents=True, exist_ok=True)
+        sio.dump(self.forest, directory / FOREST_FILE)
+        (directory / SCORER_FILE).write_text(json.dumps({
+            "threshold": self.threshold, "median": self.median.tolist(),
+            "scale": self.scale.tolist(), "features": list(ANOMALY_FEATURES),
+        }))  # fmt: skip
+
+    @classmethod
+    def load(cls, directory: Path) -> AnomalyScorer:
+        """Load what :meth:`save` wrote.
+
+        Raises:
+            ValueError: if the model was trained on other features than this code defines.
+        """
+        import skops.io as sio
+
+        meta = json.loads((Path(directory) / SCORER_FILE).read_text())
+        if tuple(meta["features"]) != ANOMALY_FEATURES:
+            raise ValueError("model was trained on other features than this code defines")
+        forest = sio.load(Path(directory) / FOREST_FILE, trusted=TRUSTED_TYPES)
+        return cls(forest, float(meta["threshold"]), np.array(meta["median"]),
+                   np.array(meta["scale"]))  # fmt: skip
