@@ -47,12 +47,9 @@ class AnomalyScorer:
         """Anomaly score, shape (n,), of full feature rows of shape (n, 18)."""
         return -self.forest.score_samples(np.asarray(features, dtype=np.float64)[:, COLUMNS])
 
-    def reasons(self, features: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
-        """Per row, the ``k`` behavioural features furthest from usual, with their robust z."""
-        z = (np.asarray(features, dtype=np.float64)[:, COLUMNS] - self.median) / self.scale
-        top = np.argsort(-np.abs(z), axis=1)[:, :k]
-        return [[(ANOMALY_FEATURES[j], float(row[j])) for j in idx]
-                for row, idx in zip(z, top, strict=True)]  # fmt: skip
+    def robust_z(self, features: np.ndarray) -> np.ndarray:
+        """(n, 4): how far each anomaly feature is from its training median, in IQRs."""
+        return (np.asarray(features, dtype=np.float64)[:, COLUMNS] - self.median) / self.scale
 
     def save(self, directory: Path) -> None:
         """Write ``model.skops`` (skops: no pickle) and ``scorer.json`` into ``directory``."""
@@ -80,3 +77,17 @@ class AnomalyScorer:
         forest = sio.load(Path(directory) / FOREST_FILE, trusted=TRUSTED_TYPES)
         return cls(forest, float(meta["threshold"]), np.array(meta["median"]),
                    np.array(meta["scale"]))  # fmt: skip
+
+
+def top_deviations(robust_z: np.ndarray, k: int = 3) -> list[tuple[str, float]]:
+    """The ``k`` anomaly features furthest from usual for one row, largest ``|z|`` first.
+
+    Args:
+        robust_z: shape (4,), from :meth:`AnomalyScorer.robust_z`.
+        k: how many.
+
+    Returns:
+        (feature name, robust z) pairs.
+    """
+    order = np.argsort(-np.abs(robust_z))[:k]
+    return [(ANOMALY_FEATURES[j], float(robust_z[j])) for j in order]

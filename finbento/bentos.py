@@ -35,13 +35,17 @@ class Bundle:
 
 
 BUNDLES: dict[str, Bundle] = {
-    "all": Bundle("bentofile.yaml", "finbento", ("credit-risk",)),
-    "risk": Bundle("bentos/risk.yaml", "finbento-risk", ("credit-risk",)),
+    "all": Bundle("bentofile.yaml", "finbento", ("credit-risk", "fraud", "anomaly")),
+    "risk": Bundle("bentos/risk.yaml", "finbento-risk", ("credit-risk", "fraud", "anomaly")),
 }
 #: Build argument (services/args.py) and short name of each model.
-MODEL_ARGS: dict[str, str] = {"credit-risk": "credit_risk_model"}
-SHORT_NAMES: dict[str, str] = {"credit-risk": "cr"}
-SOURCE_DIRS = ("finbento", "services")
+MODEL_ARGS: dict[str, str] = {
+    "credit-risk": "credit_risk_model",
+    "fraud": "fraud_model",
+    "anomaly": "anomaly_model",
+}
+SHORT_NAMES: dict[str, str] = {"credit-risk": "cr", "fraud": "fr", "anomaly": "an"}
+SOURCE_DIRS = ("finbento", "services", "monitoring")
 
 
 def source_digest(root: Path = PROJECT_ROOT) -> str:

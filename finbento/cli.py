@@ -235,6 +235,25 @@ def models() -> None:
     console.print(table)
 
 
+def _ensure_feature_store() -> None:
+    """Load the shipped transactions into Redis if the feature set is empty; warn if no Redis."""
+    import redis
+
+    from finbento.feature_store import TransactionStore
+
+    settings = get_settings()
+    store = TransactionStore.from_url(settings.redis_url, settings.redis_prefix)
+    try:
+        empty = next(store.r.scan_iter(match=f"{store.base}:*", count=1000), None) is None
+    except redis.exceptions.RedisError as exc:
+        console.print(f"[yellow]Redis at {settings.redis_url} unreachable ({exc}): fraud and "
+                      "anomaly scoring will answer degraded until it is up")  # fmt: skip
+        return
+    if empty:
+        console.print("feature store empty: loading the shipped transactions")
+        features_load(data=None, clear=False, chunk=5000)
+
+
 @app.command()
 def up(
     bundle: BundleOpt = "all",
@@ -253,6 +272,8 @@ def up(
             train(model=model, sample=None, promote=True)
         else:
             console.print(f"{model}: champion is version {champion.version}")
+    if "fraud" in BUNDLES[bundle].models:
+        _ensure_feature_store()
     tag = _build(bundle)
     example = json.dumps({"applicant": EXAMPLE_APPLICANT})
     console.print(

@@ -70,9 +70,14 @@ class TransactionStore:
     def histories(
         self, transactions: Sequence[Transaction]
     ) -> tuple[dict[str, CustomerHistory], dict[str, TerminalHistory]]:
-        """The stored histories the features of ``transactions`` need, in one round trip."""
+        """The stored histories the features of ``transactions`` need, in one round trip.
+
+        The transactions themselves are left out of the histories even if they were stored
+        before (ingested, then scored), so that no transaction counts twice.
+        """
         if not transactions:
             return {}, {}
+        own = {tx.transaction_id for tx in transactions}
         start = min(tx.ts for tx in transactions)
         customers = sorted({tx.customer_id for tx in transactions})
         terminals = sorted({tx.terminal_id for tx in transactions})
@@ -90,6 +95,7 @@ class TransactionStore:
         replies = pipe.execute()
         out_c: dict[str, CustomerHistory] = {}
         for c, rows in zip(customers, replies[: len(customers)], strict=True):
+            rows = [(m, ts) for m, ts in rows if m.split("|", 1)[0] not in own]
             parts = [member.split("|", 2) for member, _ in rows]
             out_c[c] = CustomerHistory(
                 np.array([s for _, s in rows], dtype=float),
@@ -97,11 +103,14 @@ class TransactionStore:
                 np.array([p[2] for p in parts], dtype=object),
             )
         rest = replies[len(customers) :]
+
+        def times(rows: list[tuple[str, float]]) -> np.ndarray:
+            return np.array([ts for m, ts in rows if m not in own], dtype=float)
+
         out_t = {
-            t: TerminalHistory(np.array([s for _, s in rest[2 * i]], dtype=float),
-                               np.array([s for _, s in rest[2 * i + 1]], dtype=float))
+            t: TerminalHistory(times(rest[2 * i]), times(rest[2 * i + 1]))
             for i, t in enumerate(terminals)
-        }  # fmt: skip
+        }
         return out_c, out_t
 
     def known(self, transaction_ids: Sequence[str]) -> set[str]:

@@ -3,8 +3,9 @@
 import bentoml
 
 from services.routes import CreditRiskRoutes
+from services.transaction_routes import TransactionRoutes
 
 
 @bentoml.service(name="finbento", workers=1, traffic={"timeout": 10})
-class FinBento(CreditRiskRoutes):
+class FinBento(CreditRiskRoutes, TransactionRoutes):
     """All public routes of finbento."""

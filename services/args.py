@@ -5,6 +5,8 @@ arguments in the Bento, so a built Bento always serves exactly the versions it w
 Without arguments (``bentoml serve`` from source) the latest imported version is used.
 """
 
+from functools import lru_cache
+
 import bentoml
 from pydantic import BaseModel
 
@@ -13,6 +15,15 @@ class BentoArgs(BaseModel):
     """Model tags in the BentoML store, one per model service."""
 
     credit_risk_model: str = "credit-risk:latest"
+    fraud_model: str = "fraud:latest"
+    anomaly_model: str = "anomaly:latest"
 
 
 ARGS: BentoArgs = bentoml.use_arguments(BentoArgs)
+
+
+@lru_cache
+def mlflow_version(tag: str) -> str:
+    """MLflow registered version of a BentoML model (from its labels), for responses."""
+    model = bentoml.models.get(tag)
+    return model.info.labels.get("mlflow_version", str(model.tag.version))

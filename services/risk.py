@@ -1,10 +1,11 @@
-"""The risk bundle's public API (credit risk now; fraud and anomaly join it later)."""
+"""The risk bundle's public API: credit risk, card fraud and transaction anomalies."""
 
 import bentoml
 
 from services.routes import CreditRiskRoutes
+from services.transaction_routes import TransactionRoutes
 
 
 @bentoml.service(name="finbento-risk", workers=1, traffic={"timeout": 10})
-class RiskAPI(CreditRiskRoutes):
+class RiskAPI(CreditRiskRoutes, TransactionRoutes):
     """Public routes of the risk models."""

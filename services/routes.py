@@ -7,14 +7,12 @@ in pydantic before any scoring and answers 400 with the field's location and the
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import bentoml
 import numpy as np
 
 from finbento.credit_risk import MODEL_NAME, risk_band, risk_score, top_reasons
 from finbento.features.credit_risk import Applicant, raw_matrix
-from services.args import ARGS
+from services.args import ARGS, mlflow_version
 from services.credit_risk import CreditRiskModel
 from services.runtime import tune_gc
 from services.schemas import (
@@ -33,11 +31,10 @@ class CreditRiskRoutes:
     def __init__(self) -> None:
         tune_gc()
 
-    @cached_property
+    @property
     def credit_risk_version(self) -> str:
         """MLflow registered version of the packaged model (from its BentoML labels)."""
-        model = bentoml.models.get(ARGS.credit_risk_model)
-        return model.info.labels.get("mlflow_version", str(model.tag.version))
+        return mlflow_version(ARGS.credit_risk_model)
 
     async def _score(self, applicants: list[Applicant]) -> list[CreditRiskPrediction]:
         scores = await self.credit_risk.to_async.score(raw_matrix(applicants))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from finbento.features.credit_risk import Applicant
 
@@ -41,3 +42,89 @@ class CreditRiskBatchPrediction(BaseModel):
     """Scores of a batch of applicants, in input order."""
 
     predictions: list[CreditRiskPrediction]
+
+
+_ID = r"^[A-Za-z0-9_.:\-]{1,64}$"
+
+
+class TransactionIn(BaseModel):
+    """A card transaction as it arrives."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    transaction_id: str = Field(pattern=_ID, description="Unique id (idempotency key)")
+    tx_datetime: datetime = Field(description="ISO 8601; with a zone it is converted to UTC")
+    customer_id: str = Field(pattern=_ID, description="Card holder id")
+    terminal_id: str = Field(pattern=_ID, description="Merchant terminal id")
+    tx_amount: float = Field(ge=0, le=1_000_000, description="Amount, in the account currency")
+
+
+TransactionBatch = Annotated[list[TransactionIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class IngestResult(BaseModel):
+    """What ``POST /transactions`` stored."""
+
+    ingested: int = Field(description="New transactions stored")
+    duplicates: int = Field(description="Transactions already stored (ignored)")
+    error: str | None = Field(None, description="Set, with status 503, when nothing was stored")
+
+
+class FraudLabel(BaseModel):
+    """A confirmed label for a stored transaction."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    transaction_id: str = Field(pattern=_ID)
+    is_fraud: bool
+
+
+class FeedbackResult(BaseModel):
+    """What ``POST /feedback/fraud`` recorded."""
+
+    recorded: int = Field(description="Labels of transactions found in the feature store")
+    unknown: list[str] = Field(description="Transaction ids the feature store does not hold")
+    error: str | None = Field(None, description="Set, with status 503, when nothing was recorded")
+
+
+class FraudPrediction(BaseModel):
+    """Fraud score of one transaction."""
+
+    transaction_id: str
+    fraud_probability: float = Field(ge=0, le=1)
+    is_fraud: bool = Field(description="fraud_probability >= threshold")
+    threshold: float = Field(description="Decision threshold of this model version")
+    degraded: bool = Field(description="True if the feature store was unreachable")
+    model: str = "fraud"
+    model_version: str
+
+
+class FraudBatchPrediction(BaseModel):
+    """Fraud scores in input order."""
+
+    predictions: list[FraudPrediction]
+
+
+class AnomalyReason(BaseModel):
+    """A feature far from usual for this transaction."""
+
+    feature: str
+    robust_z: float = Field(description="(value - training median) / training IQR")
+
+
+class AnomalyPrediction(BaseModel):
+    """Anomaly score of one transaction."""
+
+    transaction_id: str
+    anomaly_score: float = Field(description="Higher = more unusual (-IsolationForest score)")
+    is_anomaly: bool = Field(description="anomaly_score >= the 1 %-of-traffic threshold")
+    reasons: list[AnomalyReason]
+    degraded: bool = Field(description="True if the feature store was unreachable")
+    model: str = "anomaly"
+    model_version: str
+
+
+class AnomalyBatchPrediction(BaseModel):
+    """Anomaly scores in input order."""
+
+    predictions: list[AnomalyPrediction]

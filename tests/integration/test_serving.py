@@ -11,34 +11,26 @@ import pytest
 from finbento import bentos
 from finbento.features.credit_risk import RAW_COLUMNS
 from finbento.serving import free_port, start_bento_server, stop_bento_server
-from finbento.settings import Settings
-from tests.conftest import ROOT, applicant_dict, sample_policy
-from trainers import bento_import, credit_risk, registry
+from tests.conftest import ROOT, applicant_dict
 
 pytestmark = pytest.mark.integration
 INTS = {"sex", "education", "marriage", "age", "pay_0", "pay_2", "pay_3", "pay_4", "pay_5", "pay_6"}
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    s = Settings(state_dir=tmp_path_factory.mktemp("serving"), credit_risk_gate=sample_policy())
-    result = credit_risk.train(s, sample=4000)
-    client = registry.configure(s)
-    model = bento_import.import_champion(client, "credit-risk", credit_risk.export)
-    assert bento_import.import_champion(client, "credit-risk", credit_risk.export).tag == model.tag
-    tag = bentos.build("all", {"credit-risk": str(model.tag)}, {"credit-risk": result.version})
-    assert (
-        bentos.build("all", {"credit-risk": str(model.tag)}, {"credit-risk": result.version}) == tag
-    )
+def served(trained, tmp_path_factory):
+    tag = bentos.build("all", trained.tags, trained.versions)
+    assert bentos.build("all", trained.tags, trained.versions) == tag  # same inputs: no-op
     port = free_port()
     log = tmp_path_factory.mktemp("logs") / "serve.log"
     proc = start_bento_server(tag, port, log_file=log)
     yield {
         "url": f"http://127.0.0.1:{port}",
-        "version": result.version,
+        "version": trained.versions["credit-risk"],
         "tag": tag,
-        "model": model,
+        "model": trained.models["credit-risk"],
         "proc": proc,
+        "trained": trained,
     }
     stop_bento_server(proc)
 
@@ -65,11 +57,15 @@ def test_bento_pins_the_model_and_is_labelled_with_its_version(served):
     import bentoml
 
     bento = bentoml.get(served["tag"])
-    assert served["tag"].split(":")[1].startswith(f"cr{served['version']}-")
     assert bento.info.labels["credit-risk"] == served["version"]
-    packaged = [str(m.tag) for svc in bento.info.services for m in svc.models]
-    assert packaged == [str(served["model"].tag)]
-    assert bento.info.args == {"credit_risk_model": str(served["model"].tag)}
+    packaged = sorted(str(m.tag) for svc in bento.info.services for m in svc.models)
+    assert packaged == sorted(served["trained"].tags.values())
+    assert bento.info.args["credit_risk_model"] == str(served["model"].tag)
+    assert (
+        served["tag"]
+        .split(":")[1]
+        .startswith("an{anomaly}-cr{credit-risk}-fr{fraud}-".format(**served["trained"].versions))
+    )
     labels = served["model"].info.labels
     assert labels["mlflow_version"] == served["version"] and "test_roc_auc" in labels
 
@@ -189,15 +185,22 @@ def test_metrics_endpoint_reports_requests(served):
     assert np.isfinite(len(text))
 
 
-def test_risk_bundle_builds_its_own_bento_with_the_same_model(served):
+def test_risk_bundle_builds_its_own_bento_with_the_same_models(served):
     import bentoml
 
-    tag = bentos.build(
-        "risk", {"credit-risk": str(served["model"].tag)}, {"credit-risk": served["version"]}
-    )
+    tag = bentos.build("risk", served["trained"].tags, served["trained"].versions)
     bento = bentoml.get(tag)
-    assert tag.startswith("finbento-risk:cr") and bento.info.labels["bundle"] == "risk"
+    assert tag.startswith("finbento-risk:an") and bento.info.labels["bundle"] == "risk"
     assert bento.info.entry_service == "finbento-risk"
     routes = {r["route"] for r in bento.info.schema["routes"]}
-    assert routes >= {"/predict/credit-risk", "/predict/credit-risk/batch"}
+    assert routes >= {
+        "/predict/credit-risk",
+        "/predict/credit-risk/batch",
+        "/predict/fraud",
+        "/predict/fraud/batch",
+        "/predict/anomaly",
+        "/predict/anomaly/batch",
+        "/transactions",
+        "/feedback/fraud",
+    }
     assert bentos.latest_bento("risk") == tag

@@ -1,0 +1,53 @@
+"""``fraud`` and ``anomaly`` model services: score transaction feature rows, batched adaptively.
+
+Both take the full feature matrix (n, 18) built by the public routes from the feature store and
+answer one row per transaction. XGBoost and an Isolation Forest score a row in microseconds, so
+batching helps mostly under bursts; the caps follow the credit-risk service (services/credit_risk).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bentoml
+import numpy as np
+
+from finbento.anomaly import AnomalyScorer
+from finbento.fraud import FraudScorer
+from services.args import ARGS
+from services.runtime import tune_gc
+
+
+@bentoml.service(name="fraud", workers=1, traffic={"timeout": 10})
+class FraudModel:
+    """The fraud model, one batchable endpoint."""
+
+    model_ref = bentoml.models.BentoModel(ARGS.fraud_model)
+
+    def __init__(self) -> None:
+        self.scorer = FraudScorer.load(Path(self.model_ref.path))
+        tune_gc()
+
+    @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=1000)
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Feature rows (n, 18) -> (n, 2): fraud probability, decision threshold."""
+        p = self.scorer.probability(features)
+        return np.column_stack([p, np.full(len(p), self.scorer.threshold)])
+
+
+@bentoml.service(name="anomaly", workers=1, traffic={"timeout": 10})
+class AnomalyModel:
+    """The anomaly model, one batchable endpoint."""
+
+    model_ref = bentoml.models.BentoModel(ARGS.anomaly_model)
+
+    def __init__(self) -> None:
+        self.scorer = AnomalyScorer.load(Path(self.model_ref.path))
+        tune_gc()
+
+    @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=1000)
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Feature rows (n, 18) -> (n, 6): score, threshold, robust z of the 4 features."""
+        s = self.scorer.score(features)
+        threshold = np.full(len(s), self.scorer.threshold)
+        return np.column_stack([s, threshold, self.scorer.robust_z(features)])
