@@ -286,6 +286,48 @@ def up(
         _serve(tag, host, port)
 
 
+@app.command()
+def evaluate(
+    model: ModelArg,
+    data: Annotated[Path | None, typer.Option(help="Transactions parquet/CSV with labels")] = None,
+    version: Annotated[str | None, typer.Option(help="Version (default: champion)")] = None,
+) -> None:
+    """Replay a transactions file in time order through the online features; print test metrics."""
+    import numpy as np
+
+    from trainers import registry
+    from trainers.replay import replay_features
+
+    if model not in ("fraud", "anomaly"):
+        console.print("[red]evaluate replays transactions: fraud or anomaly")
+        raise typer.Exit(2)
+    trainer, client = _trainer(model), _client()
+    version = version or str(registry.get_alias(client, model).version)
+    prepared = trainer.load_split(get_settings(), data=data)
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(),
+                  console=console) as progress:  # fmt: skip
+        task = progress.add_task("replaying days through the online features", total=None)
+        online = replay_features(
+            prepared.df, lambda done, total: progress.update(task, completed=done, total=total)
+        )
+    gap = float(np.abs(online.to_numpy() - prepared.features.to_numpy()).max())
+    console.print(f"online replay vs offline features: max difference {gap:.2e}")
+    prepared.features = online
+    metrics = trainer.evaluate(trainer.load_scorer(version), prepared)
+    metrics = metrics[0] if isinstance(metrics, tuple) else metrics
+    table = Table(
+        "test metric",
+        "value",
+        title=f"{model} version {version} on {prepared.split.calendar['test']}",
+    )
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    if gap > 1e-6:
+        console.print("[red]online and offline features differ")
+        raise typer.Exit(1)
+
+
 @features_app.command("load")
 def features_load(
     data: Annotated[Path | None, typer.Option(help="Transactions parquet/CSV with labels")] = None,

@@ -117,7 +117,8 @@ def customer_features(h: CustomerHistory, query: np.ndarray) -> np.ndarray:
     """Customer features of the transactions at positions ``query`` of the customer's history.
 
     Args:
-        h: the customer's history, sorted by time, holding the queried transactions too.
+        h: the customer's history, sorted by time (ties in arrival order), holding the queried
+            transactions too.
         query: positions in ``h`` of the transactions to describe, shape (q,).
 
     Returns:
@@ -126,7 +127,9 @@ def customer_features(h: CustomerHistory, query: np.ndarray) -> np.ndarray:
     """
     t = h.times[query]
     csum = np.concatenate([[0.0], np.cumsum(h.amounts)])
-    hi = np.searchsorted(h.times, t, side="right")
+    # The window ends at the transaction itself, by position: a transaction in the same second
+    # that comes later is not seen yet (offline as online, where it has not arrived).
+    hi = np.asarray(query) + 1
     cols = []
     for w in WINDOWS_DAYS:
         lo = np.searchsorted(h.times, t - w * DAY, side="right")
@@ -234,6 +237,7 @@ def online_features(
         float64 array (n, len(FEATURES)) in the order of ``transactions``.
     """
     out = np.empty((len(transactions), len(FEATURES)))
+    calendar = calendar_features(np.array([tx.ts for tx in transactions]))
     order = sorted(range(len(transactions)), key=lambda i: transactions[i].ts)
     for i in order:
         tx = transactions[i]
@@ -246,7 +250,7 @@ def online_features(
         term = terminals.setdefault(tx.terminal_id, TerminalHistory())
         tf = terminal_features(term, np.array([tx.ts]))[0]
         term.times = np.insert(term.times, np.searchsorted(term.times, tx.ts, "right"), tx.ts)
-        out[i] = [tx.amount, *calendar_features(np.array([tx.ts]))[0],
+        out[i] = [tx.amount, *calendar[i],
                   *f[: len(CUSTOMER_FEATURES)], *tf, *f[len(CUSTOMER_FEATURES):]]  # fmt: skip
     return out
 

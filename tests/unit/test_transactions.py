@@ -108,3 +108,17 @@ def test_behavioural_features_carry_no_labels():
 def test_iso_timestamps_with_zones_become_utc():
     a, b = to_seconds(["2018-08-01T12:00:00+02:00", "2018-08-01T10:00:00"])
     assert a == b
+
+
+def test_same_second_transactions_count_in_arrival_order():
+    t = to_seconds(["2018-06-04T12:12:48"])[0]
+    txs = [Transaction("a", t, "c", "k1", 10.0), Transaction("b", t, "c", "k2", 30.0)]
+    when = pd.to_datetime([t, t], unit="s")
+    df = pd.DataFrame({"transaction_id": ["a", "b"], "tx_datetime": when,
+                       "customer_id": ["c", "c"], "terminal_id": ["k1", "k2"],
+                       "tx_amount": [10.0, 30.0], "tx_fraud": [0, 0]})  # fmt: skip
+    offline = offline_features(df).to_numpy()
+    online = online_features(txs, {}, {})
+    np.testing.assert_allclose(online, offline)
+    n1d = FEATURES.index("customer_nb_tx_1d")
+    assert offline[:, n1d].tolist() == [1, 2]
