@@ -21,13 +21,17 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(BIN)/.installed       ## serving benchmark, 20 s per point (needs a built Bento: make up)
+bench: $(BIN)/.installed       ## serving, transactions and fraud-vs-handbook benchmarks (20 s per point)
 	$(BIN)/finbento up --no-serve
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/transactions.py
+	$(BIN)/python bench/fraud_handbook.py
 
-bench-short: $(BIN)/.installed ## the same, 3 s per point (CI)
+bench-short: $(BIN)/.installed ## the same, short (CI)
 	$(BIN)/finbento up --no-serve
 	$(BIN)/python bench/serving.py --short
+	$(BIN)/python bench/transactions.py --short
+	$(BIN)/python bench/fraud_handbook.py --short
 
 clean:
 	rm -rf .finbento bench/results
