@@ -84,15 +84,17 @@ def export(version: str, directory: Path) -> None:
 
 
 def gate(
-    client: mlflow.MlflowClient, settings: Settings, version: str, p: Prepared,
-    candidate_metrics: dict[str, float] | None = None, promote: bool = False,
-) -> GateDecision:  # fmt: skip
-    """Gate ``version`` against the champion on the same test days and record the decision."""
-    if candidate_metrics is None:
-        candidate_metrics = evaluate(load_scorer(version), p)
+    client: mlflow.MlflowClient,
+    settings: Settings,
+    version: str,
+    p: Prepared,
+    candidate_metrics: dict[str, float] | None = None,
+    promote: bool = False,
+) -> GateDecision:
+    """Gate ``version`` against the champion on the same held-out data (registry.run_gate)."""
     return registry.run_gate(
-        client, MODEL_NAME, version, candidate_metrics, settings.anomaly_gate,
-        lambda v: evaluate(load_scorer(v), p), promote=promote,
+        client, MODEL_NAME, version, settings.anomaly_gate, lambda v: evaluate(load_scorer(v), p),
+        candidate_metrics, promote=promote,
     )  # fmt: skip
 
 

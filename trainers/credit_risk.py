@@ -152,21 +152,10 @@ def gate(
     candidate_metrics: dict[str, float] | None = None,
     promote: bool = False,
 ) -> GateDecision:
-    """Gate ``version`` against the champion on the same test split and record the decision.
-
-    Args:
-        client: MLflow client.
-        settings: the gate policy in ``settings.credit_risk_gate``.
-        version: the candidate version.
-        split: the split whose test part both models are scored on.
-        candidate_metrics: the candidate's test metrics if already computed.
-        promote: move ``champion`` when the gate passes.
-    """
-    if candidate_metrics is None:
-        candidate_metrics = evaluate(load_scorer(version), split.test)
+    """Gate ``version`` against the champion on the same held-out data (registry.run_gate)."""
     return registry.run_gate(
-        client, MODEL_NAME, version, candidate_metrics, settings.credit_risk_gate,
-        lambda v: evaluate(load_scorer(v), split.test), promote=promote,
+        client, MODEL_NAME, version, settings.credit_risk_gate,
+        lambda v: evaluate(load_scorer(v), split.test), candidate_metrics, promote=promote,
     )  # fmt: skip
 
 

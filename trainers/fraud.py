@@ -147,12 +147,10 @@ def gate(
     candidate_metrics: dict[str, float] | None = None,
     promote: bool = False,
 ) -> GateDecision:
-    """Gate ``version`` against the champion on the same test days and record the decision."""
-    if candidate_metrics is None:
-        candidate_metrics = evaluate(load_scorer(version), p)[0]
+    """Gate ``version`` against the champion on the same held-out data (registry.run_gate)."""
     return registry.run_gate(
-        client, MODEL_NAME, version, candidate_metrics, settings.fraud_gate,
-        lambda v: evaluate(load_scorer(v), p)[0], promote=promote,
+        client, MODEL_NAME, version, settings.fraud_gate, lambda v: evaluate(load_scorer(v), p)[0],
+        candidate_metrics, promote=promote,
     )  # fmt: skip
 
 

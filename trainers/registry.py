@@ -143,23 +143,13 @@ def gate_and_promote(
     version: str,
     metrics: dict[str, float],
     policy: GatePolicy,
-    champion_metrics: Callable[[str], dict[str, float]],
+    evaluate_version: Callable[[str], dict[str, float]],
     promote: bool = True,
 ) -> GateDecision:
     """What every trainer does after registering a version.
 
-    Points ``challenger`` at the version, tags it with its metrics, and (if ``promote``) runs the
-    gate against the champion scored on the same held-out data, records the decision and moves
-    ``champion`` when it passes.
-
-    Args:
-        client: MLflow client.
-        name: registered model name.
-        version: the new version.
-        metrics: its held-out metrics.
-        policy: the model's gate policy.
-        champion_metrics: version -> that version's metrics on the same held-out data.
-        promote: False registers only (``finbento promote`` can gate it later).
+    Points ``challenger`` at the version and tags it with its metrics; then, if ``promote``,
+    :func:`run_gate`. Arguments as there.
 
     Returns:
         the decision (a "not evaluated" one when ``promote`` is False).
@@ -169,23 +159,38 @@ def gate_and_promote(
         client.set_model_version_tag(name, version, f"test_{key}", f"{value:.4f}")
     if not promote:
         return GateDecision(False, ["not evaluated: trained with promote=False"], metrics)
-    return run_gate(client, name, version, metrics, policy, champion_metrics, promote=True)
+    return run_gate(client, name, version, policy, evaluate_version, metrics, promote=True)
 
 
 def run_gate(
     client: MlflowClient,
     name: str,
     version: str,
-    metrics: dict[str, float],
     policy: GatePolicy,
-    champion_metrics: Callable[[str], dict[str, float]],
-    promote: bool = True,
+    evaluate_version: Callable[[str], dict[str, float]],
+    metrics: dict[str, float] | None = None,
+    promote: bool = False,
 ) -> GateDecision:
-    """Gate ``version`` against the current champion, record the decision, promote if it passes."""
+    """Gate ``version`` against the champion on the same held-out data; promote if it passes.
+
+    Args:
+        client: MLflow client.
+        name: registered model name.
+        version: the candidate version.
+        policy: the model's gate policy.
+        evaluate_version: version -> its metrics on the held-out data (candidate and champion).
+        metrics: the candidate's metrics if already computed.
+        promote: move ``champion`` when the gate passes.
+
+    Returns:
+        the decision, also recorded on the version and its run.
+    """
+    if metrics is None:
+        metrics = evaluate_version(version)
     champion = get_alias(client, name)
     old = None
     if champion is not None and str(champion.version) != str(version):
-        old = champion_metrics(str(champion.version))
+        old = evaluate_version(str(champion.version))
     decision = decide(metrics, old, policy)
     record_decision(client, name, version, decision)
     if promote and decision.promote:
