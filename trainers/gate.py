@@ -65,7 +65,7 @@ def decide(
         ok = value is not None and value <= ceiling
         checks.append((ok, f"{key} = {_fmt(value)} (ceiling {ceiling:.3f})"))
     if champion is None:
-        checks.append((True, "no champion yet: the candidate only needs the floors"))
+        checks.append((True, "no other champion to compare with: the floors decide"))
     else:
         key = policy.compare_metric
         new, old = candidate.get(key), champion.get(key)

@@ -13,7 +13,7 @@ GOOD = {
 def test_first_candidate_needs_only_the_floors():
     d = decide(GOOD, None, CREDIT_RISK_GATE)
     assert d.promote and all(r.startswith("PASS") for r in d.reasons)
-    assert any("no champion" in r for r in d.reasons)
+    assert any("no other champion" in r for r in d.reasons)
 
 
 @pytest.mark.parametrize(
