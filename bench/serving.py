@@ -1,12 +1,15 @@
-"""Serving benchmark: requests/s and latency of /predict/credit-risk, batching on and off.
+"""Serving benchmark: requests/s and latency of a model route, batching on and off.
 
-Starts a built Bento with real ``bentoml serve`` on a free port (once per batching mode), drives
-it with ``wrk`` (or an asyncio client when wrk is not installed) at each concurrency, and prints
-requests/s, p50/p95/p99 and errors, plus the mean adaptive batch size BentoML reports on /metrics.
-Results go to bench/results/serving.json.
+``--model credit-risk`` (default) drives /predict/credit-risk of the all-in-one Bento;
+``--model intent`` drives /predict/intent of the language Bento. The Bento is started with real
+``bentoml serve`` on a free port (once per batching mode) and driven with ``wrk`` (or an asyncio
+client when wrk is not installed) at each concurrency; the script prints requests/s,
+p50/p95/p99 and errors, plus the mean adaptive batch size BentoML reports on /metrics. Results go
+to bench/results/serving-MODEL.json.
 
     python bench/serving.py                       # 20 s per point, concurrency 1 8 32 64
     python bench/serving.py --short               # CI: 3 s per point, concurrency 1 and 32
+    python bench/serving.py --model intent --concurrency 1 8 32
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ROUTE = "/predict/credit-risk"
+#: model -> (route, bundle, batching switch, request body).
+PROFILES: dict[str, tuple[str, str, str, dict]] = {
+    "credit-risk": ("/predict/credit-risk", "all", "FINBENTO_CREDIT_RISK_BATCHING", {}),
+    "intent": ("/predict/intent", "language", "FINBENTO_INTENT_BATCHING",
+               {"query": "I still have not received my new card, when will it arrive?"}),
+}  # fmt: skip
 
 
 def run_wrk(url: str, body_file: str, concurrency: int, seconds: int) -> dict:
@@ -109,12 +117,13 @@ def batch_size_stats(port: int) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tag", help="Bento tag (default: latest finbento build)")
+    parser.add_argument("--model", choices=sorted(PROFILES), default="credit-risk")
+    parser.add_argument("--tag", help="Bento tag (default: latest build of the model's bundle)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--short", action="store_true", help="CI: 3 s at concurrency 1 and 32")
     parser.add_argument("--modes", nargs="+", default=["on", "off"], choices=["on", "off"])
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "serving.json"))
+    parser.add_argument("--out", help="JSON results (default bench/results/serving-MODEL.json)")
     args = parser.parse_args()
     if args.short:
         args.concurrency, args.seconds = [1, 32], 3
@@ -126,12 +135,15 @@ def main() -> int:
     from finbento.features.credit_risk import EXAMPLE_APPLICANT
     from finbento.serving import free_port, start_bento_server, stop_bento_server
 
-    tag = args.tag or latest_bento("all")
+    route, bundle, switch, payload = PROFILES[args.model]
+    payload = payload or {"applicant": EXAMPLE_APPLICANT}
+    out = Path(args.out or ROOT / "bench" / "results" / f"serving-{args.model}.json")
+    tag = args.tag or latest_bento(bundle)
     if tag is None:
-        print("no Bento built: run `finbento build` first", file=sys.stderr)
+        print(f"no Bento built: run `finbento build --bundle {bundle}` first", file=sys.stderr)
         return 2
     use_wrk = shutil.which("wrk") is not None
-    body = json.dumps({"applicant": EXAMPLE_APPLICANT}).encode()
+    body = json.dumps(payload).encode()
     with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as body_file:
         body_file.write(body)
 
@@ -146,8 +158,8 @@ def main() -> int:
     results = []
     for mode in args.modes:
         port = free_port()
-        proc = start_bento_server(tag, port, {"FINBENTO_CREDIT_RISK_BATCHING": str(mode == "on")})
-        url = f"http://127.0.0.1:{port}{ROUTE}"
+        proc = start_bento_server(tag, port, {switch: str(mode == "on")})
+        url = f"http://127.0.0.1:{port}{route}"
         try:
             for _ in range(200):  # warm-up
                 httpx.post(url, content=body, headers={"Content-Type": "application/json"})
@@ -172,9 +184,9 @@ def main() -> int:
         finally:
             stop_bento_server(proc)
     os.unlink(body_file.name)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"bento": tag, "results": results}, indent=2))
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"bento": tag, "route": route, "results": results}, indent=2))
+    print(f"wrote {out}")
     failed = [r for r in results if r["requests"] == 0 or r["errors"] > 0.01 * r["requests"]]
     return 1 if failed else 0
 

@@ -43,8 +43,14 @@ MODEL_ARGS: dict[str, str] = {
     "credit-risk": "credit_risk_model",
     "fraud": "fraud_model",
     "anomaly": "anomaly_model",
+    "intent": "intent_model",
+    "ner": "ner_model",
+    "categorizer": "categorizer_model",
 }
-SHORT_NAMES: dict[str, str] = {"credit-risk": "cr", "fraud": "fr", "anomaly": "an"}
+SHORT_NAMES: dict[str, str] = {
+    "credit-risk": "cr", "fraud": "fr", "anomaly": "an", "intent": "in", "ner": "ne",
+    "categorizer": "ca",
+}  # fmt: skip
 SOURCE_DIRS = ("finbento", "services", "monitoring")
 
 

@@ -17,6 +17,9 @@ class BentoArgs(BaseModel):
     credit_risk_model: str = "credit-risk:latest"
     fraud_model: str = "fraud:latest"
     anomaly_model: str = "anomaly:latest"
+    intent_model: str = "intent:latest"
+    ner_model: str = "ner:latest"
+    categorizer_model: str = "categorizer:latest"
 
 
 ARGS: BentoArgs = bentoml.use_arguments(BentoArgs)

@@ -9,4 +9,7 @@ TRAINERS: dict[str, str] = {
     "credit-risk": "trainers.credit_risk",
     "fraud": "trainers.fraud",
     "anomaly": "trainers.anomaly",
+    "intent": "trainers.intent",
+    "ner": "trainers.ner",
+    "categorizer": "trainers.categorizer",
 }

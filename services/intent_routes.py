@@ -1,0 +1,54 @@
+"""Public intent routes: ``/predict/intent`` and ``/predict/intent/batch``."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import bentoml
+import numpy as np
+
+from finbento.intent import MODEL_NAME, IntentConfig
+from services.args import ARGS, mlflow_version
+from services.intent import IntentModel
+from services.intent_schemas import (
+    IntentAlternative,
+    IntentBatchPrediction,
+    IntentPrediction,
+    Queries,
+    Query,
+)
+
+
+class IntentRoutes:
+    """Mixin for a public ``@bentoml.service``: intent routes and their model service."""
+
+    intent = bentoml.depends(IntentModel)
+
+    @cached_property
+    def intent_config(self) -> IntentConfig:
+        """Labels and threshold of the served version, read from its model folder."""
+        return IntentConfig.load(Path(IntentModel.model_ref.path))
+
+    async def _intents(self, queries: list[str]) -> list[IntentPrediction]:
+        probabilities = np.asarray(await self.intent.to_async.probabilities(queries))
+        version = mlflow_version(ARGS.intent_model)
+        return [
+            IntentPrediction(
+                intent=r.intent, confidence=r.confidence, out_of_scope=r.out_of_scope,
+                alternatives=[IntentAlternative(intent=i, confidence=c) for i, c in r.alternatives],
+                model=MODEL_NAME, model_version=version,
+            )
+            for r in self.intent_config.decide(probabilities)
+        ]  # fmt: skip
+
+    @bentoml.api(route="/predict/intent")
+    async def predict_intent(self, query: Query) -> IntentPrediction:
+        """The intent of one customer query (1 to 1,000 characters)."""
+        (prediction,) = await self._intents([query])
+        return prediction
+
+    @bentoml.api(route="/predict/intent/batch")
+    async def predict_intent_batch(self, queries: Queries) -> IntentBatchPrediction:
+        """Intents of 1 to 256 queries, in input order."""
+        return IntentBatchPrediction(predictions=await self._intents(queries))
