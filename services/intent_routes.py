@@ -28,7 +28,7 @@ class IntentRoutes:
     @cached_property
     def intent_config(self) -> IntentConfig:
         """Labels and threshold of the served version, read from its model folder."""
-        return IntentConfig.load(Path(IntentModel.model_ref.path))
+        return IntentConfig.load(Path(bentoml.models.get(ARGS.intent_model).path))
 
     async def _intents(self, queries: list[str]) -> list[IntentPrediction]:
         probabilities = np.asarray(await self.intent.to_async.probabilities(queries))
