@@ -80,3 +80,141 @@ def to_transactions(df: pd.DataFrame) -> list:
             strict=True,
         )
     ]
+
+
+#: The categorizer's sources: folder names under ``Settings.categories_data_path``.
+CATEGORY_SOURCES = ("household_transactions", "za_bank_transactions", "personal_transactions")
+#: Columns every categorizer source loader returns.
+CATEGORY_SOURCE_COLUMNS = ("source", "description", "amount", "source_label", "subcategory", "date")
+_CATEGORY_FILES = {
+    "household_transactions": "daily_household_transactions.csv",
+    "za_bank_transactions": "transactions.csv",
+    "personal_transactions": "personal_transactions.csv",
+}
+
+
+def load_household_transactions(path: Path) -> pd.DataFrame:
+    """Load one Indian household's money log, 2015-2018 (Kaggle "Daily Household Transactions").
+
+    Exact duplicate rows are dropped (9 in the shipped copy). Rows with an empty description
+    (neither Subcategory nor Note) are kept; the trainer drops them.
+
+    Args:
+        path: CSV with ``Date, Mode, Category, Subcategory, Note, Amount, Income/Expense,
+            Currency``; dates mix ``yyyy-mm-dd``, ``dd/mm/yyyy`` and ``dd/mm/yyyy HH:MM:SS``.
+
+    Returns:
+        DataFrame with :data:`CATEGORY_SOURCE_COLUMNS`: ``description`` is Subcategory and Note
+        joined by a space; ``amount`` is in INR, negative for ``Expense`` and ``Transfer-Out``
+        rows, positive for ``Income``; ``source_label`` is the Category of ``Expense`` rows and
+        the type itself (``Income`` or ``Transfer-Out``) of the others, whose Category names the
+        kind of income or the destination account (``Other``, ``Public Provident Fund`` and
+        ``Recurring Deposit`` occur under several types); ``subcategory`` ("" if none) lets the
+        category mapping refine a Category; ``date`` is datetime64.
+
+    Raises:
+        ValueError: if a required column is missing, a type is unknown or a date does not parse.
+    """
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    _require(df, ("Date", "Category", "Subcategory", "Note", "Amount", "Income/Expense"), path)
+    df = df.drop_duplicates().reset_index(drop=True)
+    kind = df["Income/Expense"].str.strip()
+    sign = kind.map({"Expense": -1.0, "Transfer-Out": -1.0, "Income": 1.0})
+    if sign.isna().any():
+        raise ValueError(f"{path}: unknown Income/Expense values {sorted(set(kind[sign.isna()]))}")
+    date = df["Date"].str.strip()
+    parsed = pd.to_datetime(date, format="%d/%m/%Y %H:%M:%S", errors="coerce")
+    for fmt in ("%d/%m/%Y", "%Y-%m-%d"):
+        parsed = parsed.fillna(pd.to_datetime(date, format=fmt, errors="coerce"))
+    if parsed.isna().any():
+        raise ValueError(f"{path}: unparsed dates {date[parsed.isna()].head(3).tolist()}")
+    subcategory = df["Subcategory"].str.strip()
+    return pd.DataFrame({
+        "source": "household_transactions",
+        "description": (subcategory + " " + df["Note"].str.strip()).str.strip(),
+        "amount": sign * pd.to_numeric(df["Amount"]).abs(),
+        "source_label": df["Category"].str.strip().where(kind == "Expense", kind),
+        "subcategory": subcategory,
+        "date": parsed,
+    })  # fmt: skip
+
+
+def load_za_bank_transactions(path: Path) -> pd.DataFrame:
+    """Load raw South African bank statement lines, 2021-2023, in ZAR (YassirAwad, MIT).
+
+    Args:
+        path: CSV with ``description, amount, label, balance, date``; amounts are signed and may
+            hold a space as thousands separator (``-1 300.00``) or a branch code run into them
+            (``470010 -0.80``: the last token is the amount).
+
+    Returns:
+        DataFrame with :data:`CATEGORY_SOURCE_COLUMNS`: ``amount`` in ZAR (negative = money out),
+        ``source_label`` the ``label``, ``subcategory`` "".
+
+    Raises:
+        ValueError: if a required column is missing or an amount does not parse.
+    """
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    _require(df, ("description", "amount", "label", "date"), path)
+    raw = df["amount"].str.strip()
+    amount = pd.to_numeric(raw.str.replace(" ", "", regex=False), errors="coerce")
+    amount = amount.fillna(pd.to_numeric(raw.str.split().str[-1], errors="coerce"))
+    if amount.isna().any():
+        raise ValueError(f"{path}: unparsed amounts {raw[amount.isna()].head(3).tolist()}")
+    return pd.DataFrame({
+        "source": "za_bank_transactions", "description": df["description"].str.strip(),
+        "amount": amount, "source_label": df["label"].str.strip(), "subcategory": "",
+        "date": pd.to_datetime(df["date"].str.strip(), format="ISO8601"),
+    })  # fmt: skip
+
+
+def load_personal_transactions(path: Path) -> pd.DataFrame:
+    """Load personal transactions 2018-2019 in USD (a Mint-style export; few distinct descriptions).
+
+    Args:
+        path: CSV with ``Date`` (mm/dd/yyyy), ``Description``, ``Amount`` (positive),
+            ``Transaction Type`` (``debit``/``credit``), ``Category``, ``Account Name``.
+
+    Returns:
+        DataFrame with :data:`CATEGORY_SOURCE_COLUMNS`: ``amount`` in USD, negative for debits;
+        ``source_label`` the ``Category``; ``subcategory`` "".
+
+    Raises:
+        ValueError: if a required column is missing or a transaction type is unknown.
+    """
+    df = pd.read_csv(path, dtype={"Description": str, "Category": str})
+    _require(df, ("Date", "Description", "Amount", "Transaction Type", "Category"), path)
+    sign = df["Transaction Type"].str.strip().str.lower().map({"debit": -1.0, "credit": 1.0})
+    if sign.isna().any():
+        raise ValueError(f"{path}: unknown Transaction Type values")
+    return pd.DataFrame({
+        "source": "personal_transactions", "description": df["Description"].str.strip(),
+        "amount": sign * df["Amount"].astype(float).abs(),
+        "source_label": df["Category"].str.strip(), "subcategory": "",
+        "date": pd.to_datetime(df["Date"], format="%m/%d/%Y"),
+    })  # fmt: skip
+
+
+def load_category_sources(folder: Path) -> pd.DataFrame:
+    """All three categorizer sources, one row per transaction (see each loader).
+
+    Args:
+        folder: holds ``household_transactions/``, ``za_bank_transactions/`` and
+            ``personal_transactions/`` (``Settings.categories_data_path``).
+
+    Returns:
+        DataFrame with :data:`CATEGORY_SOURCE_COLUMNS`, sources in :data:`CATEGORY_SOURCES` order.
+    """
+    loaders = {
+        "household_transactions": load_household_transactions,
+        "za_bank_transactions": load_za_bank_transactions,
+        "personal_transactions": load_personal_transactions,
+    }
+    parts = [loaders[s](Path(folder) / s / _CATEGORY_FILES[s]) for s in CATEGORY_SOURCES]
+    return pd.concat(parts, ignore_index=True)[list(CATEGORY_SOURCE_COLUMNS)]
+
+
+def _require(df: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")

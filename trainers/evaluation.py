@@ -1,4 +1,4 @@
-"""Evaluation of binary classifiers: metrics, fairness and plots, shared by every trainer."""
+"""Evaluation of classifiers: metrics, fairness and plots, shared by every trainer."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from fairlearn.metrics import (
 from scipy.stats import ks_2samp
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
+    accuracy_score,
     average_precision_score,
     brier_score_loss,
+    f1_score,
     precision_recall_curve,
     roc_auc_score,
     roc_curve,
@@ -120,3 +122,21 @@ def importance_plot(importance: Mapping[str, float], title: str) -> plt.Figure:
     ax.set(title=title, xlabel="importance")
     fig.tight_layout()
     return fig
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Multi-class metrics of predicted labels.
+
+    Returns:
+        ``macro_f1`` (unweighted mean F1 over the categories present in ``y_true``),
+        ``weighted_f1``, ``accuracy`` and ``n``.
+    """
+    labels = sorted(set(y_true))
+    return {
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro",
+                                   zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted",
+                                      zero_division=0)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "n": float(len(y_true)),
+    }  # fmt: skip

@@ -28,13 +28,14 @@ import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+from sklearn.metrics import classification_report, confusion_matrix
 from sklearn.pipeline import make_pipeline
 
 from finbento.intent import MODEL_NAME, TOKENIZER_FILE, IntentClassifier, IntentConfig
 from finbento.pretrained import resolve_base_model
 from finbento.settings import Settings
 from trainers import registry, tracking
+from trainers.evaluation import classification_metrics
 from trainers.gate import GateDecision
 from trainers.pyfunc import ARTIFACT, export_directory, log_directory_model
 from trainers.registry import TrainResult
@@ -113,12 +114,6 @@ def load_split(settings: Settings, sample: int | None = None) -> Prepared:
     if sample is not None:
         calibration, test = calibration[: sample // 4], test[: sample // 4]
     return Prepared(labels, (list(texts[tr]), y[tr]), (list(texts[va]), y[va]), calibration, test)
-
-
-def classification_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """``accuracy`` and ``macro_f1`` of integer predictions."""
-    return {"accuracy": float(accuracy_score(y, predicted)),
-            "macro_f1": float(f1_score(y, predicted, average="macro"))}  # fmt: skip
 
 
 def choose_threshold(in_scope_confidence: np.ndarray, in_scope_correct: np.ndarray,

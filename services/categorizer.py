@@ -1,0 +1,44 @@
+"""``categorizer`` model service: spending category of transactions, batched adaptively.
+
+Takes validated transactions (description, signed amount) and answers, per transaction, the most
+likely category of the app's taxonomy, its probability and the top 3 categories. The TF-IDF +
+logistic-regression pipeline scores a row in well under a millisecond, so batching pays mostly
+under bursts; the caps follow the credit-risk service (services/credit_risk.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bentoml
+
+from finbento.categorizer import CategoryClassifier
+from services.args import ARGS
+from services.category_schemas import CategoryAlternative, CategoryScores, CategoryTransaction
+from services.runtime import tune_gc
+
+
+@bentoml.service(name="categorizer", workers=1, traffic={"timeout": 10})
+class CategorizerModel:
+    """The categorizer model, one batchable endpoint."""
+
+    model_ref = bentoml.models.BentoModel(ARGS.categorizer_model)
+
+    def __init__(self) -> None:
+        self.classifier = CategoryClassifier.load(Path(self.model_ref.path))
+        tune_gc()
+
+    @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=1000)
+    def categorize(self, transactions: list[CategoryTransaction]) -> list[CategoryScores]:
+        """Score n transactions; n category scores come back in input order."""
+        predictions = self.classifier.predict(
+            [t.description for t in transactions], [t.amount for t in transactions]
+        )
+        return [
+            CategoryScores(
+                category=p.category, confidence=round(p.confidence, 6),
+                alternatives=[CategoryAlternative(category=c, confidence=round(q, 6))
+                              for c, q in p.alternatives],
+            )
+            for p in predictions
+        ]  # fmt: skip

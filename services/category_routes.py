@@ -1,0 +1,54 @@
+"""Public categorizer routes: ``POST /predict/category`` and ``POST /predict/category/batch``.
+
+One transaction is ``{"description": str, "amount": float}`` (signed, negative = money out); a
+batch is ``{"transactions": [...]}`` (1 to 1,000), answered in input order. Validation
+(services/category_schemas.py) happens in pydantic before any scoring and answers 400 with the
+field's location and the rule broken.
+"""
+
+from __future__ import annotations
+
+import bentoml
+
+from finbento.categorizer import MODEL_NAME
+from services.args import ARGS, mlflow_version
+from services.categorizer import CategorizerModel
+from services.category_schemas import (
+    Amount,
+    CategoryBatch,
+    CategoryBatchPrediction,
+    CategoryPrediction,
+    CategoryScores,
+    CategoryTransaction,
+    Description,
+)
+
+
+class CategoryRoutes:
+    """Mixin for a public ``@bentoml.service``: the categorizer routes and their model service."""
+
+    categorizer = bentoml.depends(CategorizerModel)
+
+    async def _categorize(self, items: list[CategoryTransaction]) -> list[CategoryPrediction]:
+        scores = await self.categorizer.to_async.categorize(items)
+        version = mlflow_version(ARGS.categorizer_model)
+        return [
+            CategoryPrediction(**CategoryScores.model_validate(s).model_dump(), model=MODEL_NAME,
+                               model_version=version)
+            for s in scores
+        ]  # fmt: skip
+
+    @bentoml.api(route="/predict/category", input_spec=CategoryTransaction)
+    async def predict_category(
+        self, description: Description, amount: Amount
+    ) -> CategoryPrediction:
+        """Spending category of one transaction, its confidence and the top 3 categories."""
+        (prediction,) = await self._categorize(
+            [CategoryTransaction(description=description, amount=amount)]
+        )
+        return prediction
+
+    @bentoml.api(route="/predict/category/batch")
+    async def predict_category_batch(self, transactions: CategoryBatch) -> CategoryBatchPrediction:
+        """Spending categories of 1 to 1,000 transactions, in input order."""
+        return CategoryBatchPrediction(predictions=await self._categorize(transactions))
