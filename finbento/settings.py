@@ -70,10 +70,19 @@ INTENT_GATE = GatePolicy(
     floors={"accuracy": 0.90, "macro_f1": 0.89, "out_of_scope_recall": 0.50},
     compare_metric="accuracy",
 )  # fmt: skip
-#: ner: micro F1 over the five labels on held-out NLU++ folds and SGD dialogues; target 0.90.
-NER_GATE = GatePolicy(floors={"micro_f1": 0.85}, compare_metric="micro_f1")
-#: categorizer: macro-F1 over categories on held-out rows of the three sources.
-CATEGORIZER_GATE = GatePolicy(floors={"macro_f1": 0.60}, compare_metric="macro_f1")
+#: ner: exact-span F1 on held-out NLU++ folds 12-15 and 20 % of SGD dialogues (1,158 texts); target
+#: micro F1 0.90. Full data measured 0.941 micro, 0.984 MONEY, 0.831 DATE: the floors leave ~2
+#: standard errors of margin, and MONEY/DATE have their own so ACCOUNT's 260 spans cannot hide them.
+NER_GATE = GatePolicy(
+    floors={"micro_f1": 0.88, "f1_MONEY": 0.90, "f1_DATE": 0.75}, compare_metric="micro_f1",
+    max_drop=0.01,
+)  # fmt: skip
+#: categorizer: macro-F1 over categories and accuracy on the test part of the three sources (split
+#: by description, so every test description is unseen). Shipped data: 0.72 / 0.81 (seed 42);
+#: over 8 split seeds 0.70-0.79 / 0.81-0.91, and 0.67-0.78 / 0.82-0.86 on 1,200-row samples.
+CATEGORIZER_GATE = GatePolicy(
+    floors={"macro_f1": 0.60, "accuracy": 0.70}, compare_metric="macro_f1", max_drop=0.01
+)
 
 
 class Settings(BaseSettings):

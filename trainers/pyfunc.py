@@ -23,15 +23,15 @@ ARTIFACT = "model_dir"
 class DirectoryModel(mlflow.pyfunc.PythonModel):
     """Pyfunc that loads ``model_config["scorer"]`` (``"module:Class"``) from ``model_dir``.
 
-    The class must take the directory as its only required argument and offer
-    ``predict_frame(DataFrame) -> DataFrame``.
+    The class is built with its ``load(directory)`` class method if it has one, else with
+    ``Class(directory)``, and must offer ``predict_frame(DataFrame) -> DataFrame``.
     """
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         """Build the scorer from the artifact directory."""
         module, cls = context.model_config["scorer"].split(":")
         scorer_class = getattr(importlib.import_module(module), cls)
-        self.model = scorer_class(Path(context.artifacts[ARTIFACT]))
+        self.model = getattr(scorer_class, "load", scorer_class)(Path(context.artifacts[ARTIFACT]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """Score a DataFrame through the scorer's ``predict_frame``."""
@@ -39,7 +39,12 @@ class DirectoryModel(mlflow.pyfunc.PythonModel):
 
 
 def log_directory_model(
-    directory: Path, scorer: str, registered_name: str, example: pd.DataFrame, requirements: list
+    directory: Path,
+    scorer: str,
+    registered_name: str,
+    example: pd.DataFrame,
+    requirements: list[str],
+    metadata: dict | None = None,
 ) -> mlflow.models.model.ModelInfo:
     """Log ``directory`` as a :class:`DirectoryModel` under ``model`` and register it.
 
@@ -49,11 +54,12 @@ def log_directory_model(
         registered_name: registered model name.
         example: input example (also gives the signature).
         requirements: pip requirements of the pyfunc.
+        metadata: extra MLflow model metadata.
     """
     return mlflow.pyfunc.log_model(
         name="model", python_model=__file__, artifacts={ARTIFACT: str(directory)},
         model_config={"scorer": scorer}, registered_model_name=registered_name,
-        input_example=example, pip_requirements=requirements,
+        input_example=example, pip_requirements=requirements, metadata=metadata,
         code_paths=[str(Path(importlib.import_module("finbento").__file__).parent)],
     )  # fmt: skip
 
