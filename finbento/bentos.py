@@ -35,9 +35,12 @@ class Bundle:
 
 
 BUNDLES: dict[str, Bundle] = {
-    "all": Bundle("bentofile.yaml", "finbento", ("credit-risk", "fraud", "anomaly")),
+    "all": Bundle("bentofile.yaml", "finbento",
+                  ("credit-risk", "fraud", "anomaly", "intent", "ner", "categorizer")),
     "risk": Bundle("bentos/risk.yaml", "finbento-risk", ("credit-risk", "fraud", "anomaly")),
-}
+    "language": Bundle("bentos/language.yaml", "finbento-language",
+                       ("intent", "ner", "categorizer")),
+}  # fmt: skip
 #: Build argument (services/args.py) and short name of each model.
 MODEL_ARGS: dict[str, str] = {
     "credit-risk": "credit_risk_model",

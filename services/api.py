@@ -2,10 +2,13 @@
 
 import bentoml
 
+from services.category_routes import CategoryRoutes
+from services.intent_routes import IntentRoutes
+from services.ner_routes import NerRoutes
 from services.routes import CreditRiskRoutes
 from services.transaction_routes import TransactionRoutes
 
 
 @bentoml.service(name="finbento", workers=1, traffic={"timeout": 10})
-class FinBento(CreditRiskRoutes, TransactionRoutes):
+class FinBento(CreditRiskRoutes, TransactionRoutes, IntentRoutes, NerRoutes, CategoryRoutes):
     """All public routes of finbento."""

@@ -2,9 +2,11 @@
 
 import bentoml
 
+from services.category_routes import CategoryRoutes
 from services.intent_routes import IntentRoutes
+from services.ner_routes import NerRoutes
 
 
 @bentoml.service(name="finbento-language", workers=1, traffic={"timeout": 10})
-class LanguageAPI(IntentRoutes):
+class LanguageAPI(IntentRoutes, NerRoutes, CategoryRoutes):
     """Public routes of the language models."""

@@ -64,7 +64,11 @@ def test_bento_pins_the_model_and_is_labelled_with_its_version(served):
     assert (
         served["tag"]
         .split(":")[1]
-        .startswith("an{anomaly}-cr{credit-risk}-fr{fraud}-".format(**served["trained"].versions))
+        .startswith(
+            "an{anomaly}-ca{categorizer}-cr{credit-risk}-fr{fraud}-in{intent}-ne{ner}-".format(
+                **served["trained"].versions
+            )
+        )
     )
     labels = served["model"].info.labels
     assert labels["mlflow_version"] == served["version"] and "test_roc_auc" in labels
