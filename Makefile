@@ -23,13 +23,17 @@ lint: $(BIN)/.installed
 
 bench: $(BIN)/.installed       ## serving, transactions and fraud-vs-handbook benchmarks (20 s per point)
 	$(BIN)/finbento up --no-serve
+	$(BIN)/finbento build --bundle language
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/serving.py --model intent --concurrency 1 8 32
 	$(BIN)/python bench/transactions.py
 	$(BIN)/python bench/fraud_handbook.py
 
-bench-short: $(BIN)/.installed ## the same, short (CI)
-	$(BIN)/finbento up --no-serve
+bench-short: $(BIN)/.installed ## the same, short (CI; intent fine-tuned for 1 epoch)
+	FINBENTO_INTENT_EPOCHS=1 $(BIN)/finbento up --no-serve
+	$(BIN)/finbento build --bundle language
 	$(BIN)/python bench/serving.py --short
+	$(BIN)/python bench/serving.py --model intent --short
 	$(BIN)/python bench/transactions.py --short
 	$(BIN)/python bench/fraud_handbook.py --short
 

@@ -275,10 +275,20 @@ def up(
     if "fraud" in BUNDLES[bundle].models:
         _ensure_feature_store()
     tag = _build(bundle)
-    example = json.dumps({"applicant": EXAMPLE_APPLICANT})
+    examples = {
+        "credit-risk": ("/predict/credit-risk", {"applicant": EXAMPLE_APPLICANT}),
+        "intent": ("/predict/intent", {"query": "My new card still has not arrived"}),
+        "ner": ("/predict/ner", {"text": "Paid Rs. 2,500 to Swiggy yesterday"}),
+        "categorizer": ("/predict/category", {"description": "Uber ride", "amount": -450}),
+    }
+    tries = "".join(
+        f"  curl -s -X POST http://{host}:{port}{route} "
+        f"-H 'Content-Type: application/json' -d '{json.dumps(body)}'\n"
+        for model, (route, body) in examples.items()
+        if model in BUNDLES[bundle].models
+    )
     console.print(
-        f"built {tag}\n\nTry it:\n  curl -s -X POST http://{host}:{port}/predict/credit-risk "
-        f"-H 'Content-Type: application/json' -d '{example}'\n"
+        f"built {tag}\n\nTry it:\n{tries}"
         f"  open http://{host}:{port}/ for the OpenAPI UI; /metrics, /readyz\n",
         soft_wrap=True,
     )
