@@ -37,6 +37,27 @@ CUSTOMER_TTL_S = int(CUSTOMER_HISTORY_S + DAY)
 TERMINAL_TTL_S = int(TERMINAL_HISTORY_S + DAY)
 
 
+def connect(url: str, timeout_s: float = 0.5) -> redis.Redis:
+    """A lazy Redis client with short timeouts, so a dead Redis cannot stall a request."""
+    return redis.Redis.from_url(
+        url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
+
+
+def clear_prefix(client: redis.Redis, pattern: str) -> int:
+    """Delete the keys matching ``pattern``, 1,000 at a time (never FLUSHDB). Returns how many."""
+    deleted = 0
+    batch: list[str] = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) == 1000:
+            deleted += client.unlink(*batch)
+            batch.clear()
+    if batch:
+        deleted += client.unlink(*batch)
+    return deleted
+
+
 class TransactionStore:
     """Customer and terminal histories in Redis.
 
@@ -58,11 +79,8 @@ class TransactionStore:
     def from_url(
         cls, url: str, prefix: str = "finbento", timeout_s: float = 0.5
     ) -> TransactionStore:
-        """Connect lazily to ``url`` with short timeouts so a dead Redis cannot stall a request."""
-        client = redis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-        )  # fmt: skip
-        return cls(client, prefix)
+        """Connect lazily to ``url`` with short timeouts (:func:`connect`)."""
+        return cls(connect(url, timeout_s), prefix)
 
     def _key(self, kind: str, ident: str) -> str:
         return f"{self.base}:{kind}:{ident}"
@@ -193,13 +211,4 @@ class TransactionStore:
 
     def clear(self) -> int:
         """Delete this feature set's keys (never other keys, never FLUSHDB). Returns how many."""
-        deleted = 0
-        batch: list[str] = []
-        for key in self.r.scan_iter(match=f"{self.base}:*", count=1000):
-            batch.append(key)
-            if len(batch) == 1000:
-                deleted += self.r.unlink(*batch)
-                batch.clear()
-        if batch:
-            deleted += self.r.unlink(*batch)
-        return deleted
+        return clear_prefix(self.r, f"{self.base}:*")
