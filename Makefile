@@ -21,21 +21,25 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(BIN)/.installed       ## serving, transactions and fraud-vs-handbook benchmarks (20 s per point)
+bench: $(BIN)/.installed       ## serving, transactions, fraud-vs-handbook and spending benchmarks (20 s per point)
 	$(BIN)/finbento up --no-serve
 	$(BIN)/finbento build --bundle language
+	$(BIN)/finbento build --bundle forecast
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/serving.py --model intent --concurrency 1 8 32
 	$(BIN)/python bench/transactions.py
 	$(BIN)/python bench/fraud_handbook.py
+	$(BIN)/python bench/spending.py
 
 bench-short: $(BIN)/.installed ## the same, short (CI; intent fine-tuned for 1 epoch)
 	FINBENTO_INTENT_EPOCHS=1 $(BIN)/finbento up --no-serve
 	$(BIN)/finbento build --bundle language
+	$(BIN)/finbento build --bundle forecast
 	$(BIN)/python bench/serving.py --short
 	$(BIN)/python bench/serving.py --model intent --short
 	$(BIN)/python bench/transactions.py --short
 	$(BIN)/python bench/fraud_handbook.py --short
+	$(BIN)/python bench/spending.py --short
 
 clean:
 	rm -rf .finbento bench/results

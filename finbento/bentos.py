@@ -36,10 +36,11 @@ class Bundle:
 
 BUNDLES: dict[str, Bundle] = {
     "all": Bundle("bentofile.yaml", "finbento",
-                  ("credit-risk", "fraud", "anomaly", "intent", "ner", "categorizer")),
+                  ("credit-risk", "fraud", "anomaly", "intent", "ner", "categorizer", "spending")),
     "risk": Bundle("bentos/risk.yaml", "finbento-risk", ("credit-risk", "fraud", "anomaly")),
     "language": Bundle("bentos/language.yaml", "finbento-language",
                        ("intent", "ner", "categorizer")),
+    "forecast": Bundle("bentos/forecast.yaml", "finbento-forecast", ("spending",)),
 }  # fmt: skip
 #: Build argument (services/args.py) and short name of each model.
 MODEL_ARGS: dict[str, str] = {
@@ -49,10 +50,11 @@ MODEL_ARGS: dict[str, str] = {
     "intent": "intent_model",
     "ner": "ner_model",
     "categorizer": "categorizer_model",
+    "spending": "spending_model",
 }
 SHORT_NAMES: dict[str, str] = {
     "credit-risk": "cr", "fraud": "fr", "anomaly": "an", "intent": "in", "ner": "ne",
-    "categorizer": "ca",
+    "categorizer": "ca", "spending": "sp",
 }  # fmt: skip
 SOURCE_DIRS = ("finbento", "services", "monitoring")
 

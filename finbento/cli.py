@@ -254,6 +254,24 @@ def _ensure_feature_store() -> None:
         features_load(data=None, clear=False, chunk=5000)
 
 
+def _ensure_spending_store() -> None:
+    """Store the shipped household as user ``household`` if it has no history; warn if no Redis."""
+    import redis
+
+    from finbento.spending_store import SpendingStore
+
+    settings = get_settings()
+    store = SpendingStore.from_url(settings.redis_url, settings.redis_prefix)
+    try:
+        known = not store.history("household").empty
+    except redis.exceptions.RedisError as exc:
+        console.print(f"[yellow]Redis at {settings.redis_url} unreachable ({exc}): spending "
+                      "forecasts need the history in the request until it is up")  # fmt: skip
+        return
+    if not known:
+        features_load_spending(user_id="household", clear=False)
+
+
 @app.command()
 def up(
     bundle: BundleOpt = "all",
@@ -274,12 +292,15 @@ def up(
             console.print(f"{model}: champion is version {champion.version}")
     if "fraud" in BUNDLES[bundle].models:
         _ensure_feature_store()
+    if "spending" in BUNDLES[bundle].models:
+        _ensure_spending_store()
     tag = _build(bundle)
     examples = {
         "credit-risk": ("/predict/credit-risk", {"applicant": EXAMPLE_APPLICANT}),
         "intent": ("/predict/intent", {"query": "My new card still has not arrived"}),
         "ner": ("/predict/ner", {"text": "Paid Rs. 2,500 to Swiggy yesterday"}),
         "categorizer": ("/predict/category", {"description": "Uber ride", "amount": -450}),
+        "spending": ("/predict/spending", {"user_id": "household", "months": 6}),
     }
     tries = "".join(
         f"  curl -s -X POST http://{host}:{port}{route} "
@@ -370,6 +391,34 @@ def features_load(
         console.print(f"[red]Redis at {settings.redis_url} failed: {exc}")
         raise typer.Exit(1) from exc
     console.print(f"{written} new transactions of {len(df)} stored under {store.base}")
+
+
+@features_app.command("load-spending")
+def features_load_spending(
+    user_id: Annotated[str, typer.Option(help="Whose history the household log becomes")] = (
+        "household"
+    ),
+    clear: Annotated[bool, typer.Option(help="Delete the spending store's keys first")] = False,
+) -> None:
+    """Store the shipped household's expenses as a user's monthly totals (for /predict/spending)."""
+    import redis
+
+    from finbento.spending import expenses
+    from finbento.spending_store import SpendingStore
+    from trainers.spending import load_transactions
+
+    settings = get_settings()
+    history = expenses(load_transactions(settings))
+    store = SpendingStore.from_url(settings.redis_url, settings.redis_prefix, timeout_s=10)
+    try:
+        if clear:
+            console.print(f"deleted {store.clear()} keys of {store.base}")
+        written = store.set_history(user_id, history)
+    except redis.exceptions.RedisError as exc:
+        console.print(f"[red]Redis at {settings.redis_url} failed: {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"{written} monthly totals of {len(history)} expenses stored for user "
+                  f"{user_id!r} under {store.base}")  # fmt: skip
 
 
 if __name__ == "__main__":

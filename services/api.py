@@ -6,9 +6,12 @@ from services.category_routes import CategoryRoutes
 from services.intent_routes import IntentRoutes
 from services.ner_routes import NerRoutes
 from services.routes import CreditRiskRoutes
+from services.spending_routes import SpendingRoutes
 from services.transaction_routes import TransactionRoutes
 
 
 @bentoml.service(name="finbento", workers=1, traffic={"timeout": 10})
-class FinBento(CreditRiskRoutes, TransactionRoutes, IntentRoutes, NerRoutes, CategoryRoutes):
+class FinBento(
+    CreditRiskRoutes, TransactionRoutes, IntentRoutes, NerRoutes, CategoryRoutes, SpendingRoutes
+):
     """All public routes of finbento."""

@@ -20,6 +20,7 @@ class BentoArgs(BaseModel):
     intent_model: str = "intent:latest"
     ner_model: str = "ner:latest"
     categorizer_model: str = "categorizer:latest"
+    spending_model: str = "spending:latest"
 
 
 ARGS: BentoArgs = bentoml.use_arguments(BentoArgs)

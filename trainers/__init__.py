@@ -12,4 +12,5 @@ TRAINERS: dict[str, str] = {
     "intent": "trainers.intent",
     "ner": "trainers.ner",
     "categorizer": "trainers.categorizer",
+    "spending": "trainers.spending",
 }

@@ -140,3 +140,57 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, 
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "n": float(len(y_true)),
     }  # fmt: skip
+
+
+def mase_scale(y_train: np.ndarray, season: int = 12) -> float:
+    """In-sample MAE of the seasonal naive forecast: the denominator of MASE.
+
+    Hyndman & Koehler (2006), "Another look at measures of forecast accuracy", IJF 22(4): the
+    scale is the mean absolute ``season``-step difference of the training series; with fewer than
+    two seasons of history it falls back to the one-step (naive, m = 1) difference.
+
+    Args:
+        y_train: training values, oldest first, shape (n,), n >= 2.
+        season: seasonal period (12 for months).
+
+    Returns:
+        the scale (same unit as ``y_train``); NaN if ``n < 2``.
+    """
+    y = np.asarray(y_train, dtype=float)
+    m = season if len(y) >= 2 * season else 1
+    return float(np.mean(np.abs(y[m:] - y[:-m]))) if len(y) > m else float("nan")
+
+
+def forecast_metrics(
+    actual: np.ndarray,
+    yhat: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    scale: np.ndarray | float,
+) -> dict[str, float]:
+    """Point and interval accuracy of forecasts.
+
+    Args:
+        actual: outcomes, shape (n,).
+        yhat: point forecasts, shape (n,).
+        lower: lower interval bounds, shape (n,).
+        upper: upper interval bounds, shape (n,).
+        scale: MASE denominator of each forecast's training series (:func:`mase_scale`), scalar
+            or shape (n,).
+
+    Returns:
+        ``mase`` (mean |error| / scale; Hyndman & Koehler 2006; < 1 beats the in-sample
+        seasonal naive), ``smape`` (mean 200 |error| / (|actual| + |yhat|), percent, 0 when both
+        are 0), ``coverage`` (share of outcomes inside [lower, upper]) and ``n``.
+    """
+    a, f = np.asarray(actual, dtype=float), np.asarray(yhat, dtype=float)
+    error = np.abs(a - f)
+    denominator = np.abs(a) + np.abs(f)
+    smape = np.divide(200 * error, denominator, out=np.zeros_like(error), where=denominator > 0)
+    inside = (np.asarray(lower) <= a) & (a <= np.asarray(upper))
+    return {
+        "mase": float(np.mean(error / np.asarray(scale, dtype=float))),
+        "smape": float(np.mean(smape)),
+        "coverage": float(np.mean(inside)),
+        "n": float(len(a)),
+    }
