@@ -36,11 +36,13 @@ class Bundle:
 
 BUNDLES: dict[str, Bundle] = {
     "all": Bundle("bentofile.yaml", "finbento",
-                  ("credit-risk", "fraud", "anomaly", "intent", "ner", "categorizer", "spending")),
+                  ("credit-risk", "fraud", "anomaly", "intent", "ner", "categorizer", "spending",
+                   "advisor")),
     "risk": Bundle("bentos/risk.yaml", "finbento-risk", ("credit-risk", "fraud", "anomaly")),
     "language": Bundle("bentos/language.yaml", "finbento-language",
                        ("intent", "ner", "categorizer")),
     "forecast": Bundle("bentos/forecast.yaml", "finbento-forecast", ("spending",)),
+    "advisor": Bundle("bentos/advisor.yaml", "finbento-advisor", ("advisor",)),
 }  # fmt: skip
 #: Build argument (services/args.py) and short name of each model.
 MODEL_ARGS: dict[str, str] = {
@@ -51,10 +53,11 @@ MODEL_ARGS: dict[str, str] = {
     "ner": "ner_model",
     "categorizer": "categorizer_model",
     "spending": "spending_model",
+    "advisor": "advisor_model",
 }
 SHORT_NAMES: dict[str, str] = {
     "credit-risk": "cr", "fraud": "fr", "anomaly": "an", "intent": "in", "ner": "ne",
-    "categorizer": "ca", "spending": "sp",
+    "categorizer": "ca", "spending": "sp", "advisor": "ad",
 }  # fmt: skip
 SOURCE_DIRS = ("finbento", "services", "monitoring")
 

@@ -301,6 +301,14 @@ def up(
         "ner": ("/predict/ner", {"text": "Paid Rs. 2,500 to Swiggy yesterday"}),
         "categorizer": ("/predict/category", {"description": "Uber ride", "amount": -450}),
         "spending": ("/predict/spending", {"user_id": "household", "months": 6}),
+        "advisor": (
+            "/advice",
+            {
+                "session_id": "demo",
+                "user_id": "household",
+                "message": "How much can I invest in PPF every year?",
+            },
+        ),
     }
     tries = "".join(
         f"  curl -s -X POST http://{host}:{port}{route} "

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +199,8 @@ class SeriesForecast:
 
 
 def _z(width: float) -> float:
+    from scipy.stats import norm  # not imported at start: the advisor uses this module without it
+
     return float(norm.ppf(0.5 + width / 2))
 
 

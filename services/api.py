@@ -2,6 +2,7 @@
 
 import bentoml
 
+from services.advisor_routes import AdvisorRoutes
 from services.category_routes import CategoryRoutes
 from services.intent_routes import IntentRoutes
 from services.ner_routes import NerRoutes
@@ -12,6 +13,12 @@ from services.transaction_routes import TransactionRoutes
 
 @bentoml.service(name="finbento", workers=1, traffic={"timeout": 10})
 class FinBento(
-    CreditRiskRoutes, TransactionRoutes, IntentRoutes, NerRoutes, CategoryRoutes, SpendingRoutes
+    CreditRiskRoutes,
+    TransactionRoutes,
+    IntentRoutes,
+    NerRoutes,
+    CategoryRoutes,
+    SpendingRoutes,
+    AdvisorRoutes,
 ):
     """All public routes of finbento."""

@@ -21,6 +21,7 @@ class BentoArgs(BaseModel):
     ner_model: str = "ner:latest"
     categorizer_model: str = "categorizer:latest"
     spending_model: str = "spending:latest"
+    advisor_model: str = "advisor:latest"
 
 
 ARGS: BentoArgs = bentoml.use_arguments(BentoArgs)

@@ -7,15 +7,21 @@ in pydantic before any scoring and answers 400 with the field's location and the
 
 from __future__ import annotations
 
+import asyncio
+from typing import Annotated
+
 import bentoml
 import numpy as np
+from pydantic import Field
 
 from finbento.credit_risk import MODEL_NAME, risk_band, risk_score, top_reasons
 from finbento.features.credit_risk import Applicant, raw_matrix
 from services.args import ARGS, mlflow_version
 from services.credit_risk import CreditRiskModel
+from services.profiles import ProfileWriter
 from services.runtime import tune_gc
 from services.schemas import (
+    _ID,
     ApplicantBatch,
     CreditRiskBatchPrediction,
     CreditRiskPrediction,
@@ -23,7 +29,7 @@ from services.schemas import (
 )
 
 
-class CreditRiskRoutes:
+class CreditRiskRoutes(ProfileWriter):
     """Mixin for a public ``@bentoml.service``: the credit-risk routes and their model service."""
 
     credit_risk = bentoml.depends(CreditRiskModel)
@@ -52,9 +58,22 @@ class CreditRiskRoutes:
         )
 
     @bentoml.api(route="/predict/credit-risk")
-    async def predict_credit_risk(self, applicant: Applicant) -> CreditRiskPrediction:
+    async def predict_credit_risk(
+        self,
+        applicant: Applicant,
+        user_id: Annotated[
+            str | None,
+            Field(
+                pattern=_ID,
+                description="Optional: the user, whose band the advisor may then mention",
+            ),
+        ] = None,
+    ) -> CreditRiskPrediction:
         """Score one applicant: probability of default, 0-100 score, band and top 3 reasons."""
         (prediction,) = await self._score([applicant])
+        if user_id is not None:
+            fields = {"risk_band": prediction.risk_band, "risk_score": prediction.risk_score}
+            await asyncio.to_thread(self.remember, user_id, fields, "risk")
         return prediction
 
     @bentoml.api(route="/predict/credit-risk/batch")

@@ -21,17 +21,18 @@ import redis
 from starlette.responses import JSONResponse
 
 from finbento.settings import get_settings
-from finbento.spending import MODEL_NAME
+from finbento.spending import MODEL_NAME, TOTAL
 from finbento.spending_store import SpendingStore
 from monitoring.metrics import DEGRADED_RESPONSES
 from services.args import ARGS, mlflow_version
+from services.profiles import ProfileWriter
 from services.spending import SpendingModel
 from services.spending_schemas import SpendingPrediction, SpendingRequest
 
 log = logging.getLogger(__name__)
 
 
-class SpendingRoutes:
+class SpendingRoutes(ProfileWriter):
     """Mixin for a public ``@bentoml.service``: the spending route and its model service."""
 
     spending = bentoml.depends(SpendingModel)
@@ -109,5 +110,14 @@ class SpendingRoutes:
             await asyncio.to_thread(self.spending_store.cache, digest, answer, ttl)
         except redis.exceptions.RedisError:
             DEGRADED_RESPONSES.labels(MODEL_NAME, "cache_unavailable").inc()
+        total = next((row for row in answer["forecast"] if row["category"] == TOTAL), None)
+        if total is not None:  # the advisor may mention the user's next month
+            fields = {
+                "forecast_month": total["month"],
+                "forecast_total": total["yhat"],
+                "forecast_lower": total["yhat_lower"],
+                "forecast_upper": total["yhat_upper"],
+            }
+            await asyncio.to_thread(self.remember, request.user_id, fields, "forecast")
         return SpendingPrediction(**answer, user_id=request.user_id, cached=False,
                                 model=MODEL_NAME, model_version=version)  # fmt: skip

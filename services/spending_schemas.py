@@ -7,9 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.schemas import MAX_BATCH
+from services.schemas import _ID, MAX_BATCH
 
-_ID = r"^[A-Za-z0-9_.:\-]{1,64}$"
 #: Most history rows accepted in one request (ten years of daily spending in 3 categories).
 MAX_HISTORY = 10 * MAX_BATCH
 

@@ -13,4 +13,5 @@ TRAINERS: dict[str, str] = {
     "ner": "trainers.ner",
     "categorizer": "trainers.categorizer",
     "spending": "trainers.spending",
+    "advisor": "trainers.advisor",
 }

@@ -54,6 +54,41 @@ class MeanPoolClassifier(torch.nn.Module):
         return self.head(self.dropout(self.embed(input_ids, attention_mask)))
 
 
+class SentenceEmbedder(torch.nn.Module):
+    """A :class:`MeanPoolClassifier` without its head: forward is its unit-length ``embed``."""
+
+    def __init__(self, model: MeanPoolClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Embeddings (n, hidden) of padded token ids (n, length)."""
+        return self.model.embed(input_ids, attention_mask)
+
+
+def export_onnx_graph(
+    module: torch.nn.Module, tokenizer: Tokenizer, path: Path, output: str, opset: int = 17
+) -> None:
+    """Export ``module(input_ids, attention_mask) -> (batch, ...)`` to ONNX, axes dynamic.
+
+    Args:
+        module: takes int64 ``input_ids`` and ``attention_mask`` (batch, sequence).
+        tokenizer: tokenizes the two example queries traced.
+        path: the ``.onnx`` file written.
+        output: name of the single output, whose first axis is the batch.
+        opset: ONNX opset version.
+    """
+    module.eval()
+    ids, mask = tokenize(tokenizer, ["export example query", "a second one"])
+    torch.onnx.export(
+        module, (torch.from_numpy(ids), torch.from_numpy(mask)), str(path),
+        input_names=["input_ids", "attention_mask"], output_names=[output],
+        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
+                      "attention_mask": {0: "batch", 1: "sequence"}, output: {0: "batch"}},
+        opset_version=opset, dynamo=False,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class FineTuneConfig:
     """Fine-tuning schedule.
@@ -221,15 +256,15 @@ class TextClassifierTrainer:
         Inputs int64 ``input_ids`` and ``attention_mask`` (batch, sequence); output float32
         ``logits`` (batch, classes).
         """
-        self.model.eval()
-        ids, mask = tokenize(self.tokenizer, ["export example query", "a second one"])
-        torch.onnx.export(
-            self.model, (torch.from_numpy(ids), torch.from_numpy(mask)), str(path),
-            input_names=["input_ids", "attention_mask"], output_names=["logits"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                          "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}},
-            opset_version=opset, dynamo=False,
-        )  # fmt: skip
+        export_onnx_graph(self.model, self.tokenizer, path, "logits", opset)
+
+    def export_embedding_onnx(self, path: Path, opset: int = 17) -> None:
+        """Write the encoder alone (no head) as ONNX: mean pooling and L2 normalisation inside.
+
+        Inputs int64 ``input_ids`` and ``attention_mask`` (batch, sequence); output float32
+        ``embeddings`` (batch, hidden), unit length.
+        """
+        export_onnx_graph(SentenceEmbedder(self.model), self.tokenizer, path, "embeddings", opset)
 
     def save_tokenizer(self, path: Path) -> None:
         """Write the tokenizer (without truncation/padding settings) as ``tokenizer.json``."""

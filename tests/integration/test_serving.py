@@ -65,9 +65,8 @@ def test_bento_pins_the_model_and_is_labelled_with_its_version(served):
         served["tag"]
         .split(":")[1]
         .startswith(
-            "an{anomaly}-ca{categorizer}-cr{credit-risk}-fr{fraud}-in{intent}-ne{ner}-sp{spending}-".format(
-                **served["trained"].versions
-            )
+            "ad{advisor}-an{anomaly}-ca{categorizer}-cr{credit-risk}-fr{fraud}-in{intent}-ne{ner}-"
+            "sp{spending}-".format(**served["trained"].versions)
         )
     )
     labels = served["model"].info.labels

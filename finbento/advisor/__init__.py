@@ -1,0 +1,1 @@
+"""The advisor model: grounded financial-advice chat (knowledge base, retrieval, safety, LLM)."""
