@@ -21,7 +21,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(BIN)/.installed       ## serving, transactions, fraud-vs-handbook and spending benchmarks (20 s per point)
+bench: $(BIN)/.installed       ## serving, transactions, fraud-vs-handbook, spending and prediction-log benchmarks (20 s per point)
 	$(BIN)/finbento up --no-serve
 	$(BIN)/finbento build --bundle language
 	$(BIN)/finbento build --bundle forecast
@@ -30,6 +30,7 @@ bench: $(BIN)/.installed       ## serving, transactions, fraud-vs-handbook and s
 	$(BIN)/python bench/transactions.py
 	$(BIN)/python bench/fraud_handbook.py
 	$(BIN)/python bench/spending.py
+	$(BIN)/python bench/prediction_log.py
 
 bench-short: $(BIN)/.installed ## the same, short (CI; intent fine-tuned for 1 epoch)
 	FINBENTO_INTENT_EPOCHS=1 $(BIN)/finbento up --no-serve
@@ -40,6 +41,7 @@ bench-short: $(BIN)/.installed ## the same, short (CI; intent fine-tuned for 1 e
 	$(BIN)/python bench/transactions.py --short
 	$(BIN)/python bench/fraud_handbook.py --short
 	$(BIN)/python bench/spending.py --short
+	$(BIN)/python bench/prediction_log.py --short
 
 clean:
 	rm -rf .finbento bench/results

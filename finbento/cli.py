@@ -23,6 +23,9 @@ from finbento.settings import get_settings
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_show_locals=False)
 features_app = typer.Typer(help="The online feature store (Redis).", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+drift_app = typer.Typer(help="Drift of what the services saw vs the training reference.",
+                        no_args_is_help=True)  # fmt: skip
+app.add_typer(drift_app, name="drift")
 console = Console()
 
 ModelArg = Annotated[str, typer.Argument(help="Model name, e.g. credit-risk")]
@@ -427,6 +430,35 @@ def features_load_spending(
         raise typer.Exit(1) from exc
     console.print(f"{written} monthly totals of {len(history)} expenses stored for user "
                   f"{user_id!r} under {store.base}")  # fmt: skip
+
+
+@drift_app.command("check")
+def drift_check(
+    model: ModelArg,
+    window: Annotated[int, typer.Option(help="Newest logged predictions to compare")] = 5000,
+) -> None:
+    """Check a model's logged predictions against its served version's reference (Evidently)."""
+    from monitoring.api import check
+
+    with console.status(f"{model}: drift check on the newest {window} predictions"):
+        try:
+            out = check(model, window)
+        except (LookupError, ValueError) as exc:
+            console.print(f"[red]{model}: {exc}")
+            raise typer.Exit(1) from exc
+    if not out["checked"]:
+        console.print(f"[yellow]{model}: not checked: {out['reason']}")
+        raise typer.Exit(1)
+    colour = {"ok": "green", "warning": "yellow", "critical": "red"}[out["level"]]
+    title = (f"{model} v{out['model_version']}: [{colour}]{out['level']}[/] ({out['n_drifted']} "
+             f"of {len(out['features'])} features drifted, {out['n_current']} current vs "
+             f"{out['n_reference']} reference rows)")  # fmt: skip
+    table = Table("feature", "method", "score", "drifted", title=title)
+    for name, f in sorted(out["features"].items()):
+        table.add_row(name, f["method"], f"{f['score']:.4f}", "yes" if f["drifted"] else "")
+    console.print(table)
+    if out["skipped"]:
+        console.print(f"not compared: {', '.join(sorted(out['skipped']))}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from monitoring.notify import NotifyConfig
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -186,9 +188,42 @@ class Settings(BaseSettings):
     gemini_base_url: str | None = Field(
         None, description="Gemini API endpoint (tests point it at a local fake server)."
     )
+    notify: NotifyConfig = Field(
+        default_factory=NotifyConfig,
+        description="Where the scheduler reports drift, promotions, rejections and failures "
+        "(FINBENTO_NOTIFY__SLACK_WEBHOOK_URL, __WEBHOOK_URL, __SMTP_HOST, __PAGERDUTY_...).",
+    )
+    prediction_log_enabled: bool = Field(
+        True, description="Public routes record what they scored (Redis stream per model)."
+    )
+    prediction_log_maxlen: int = Field(
+        100_000, ge=1_000, description="Approximate records kept per model's prediction stream."
+    )
+    drift_window: int = Field(5_000, ge=30, description="Newest logged predictions a check uses.")
+    drift_warning_share: float = Field(
+        0.1, gt=0, le=1, description="Share of drifted features that raises a drift warning."
+    )
+    drift_critical_share: float = Field(
+        0.3, gt=0, le=1, description="Share of drifted features that makes drift critical."
+    )
+    drift_thresholds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description='Per-model (warning, critical) shares, e.g. {"fraud": [0.2, 0.5]}.',
+    )
+    drift_reports_dir: Path | None = Field(
+        None, description="Drift HTML reports and JSON summaries; default state_dir/drift."
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token of the admin routes (/monitoring/...); unset: they are off."
+    )
     credit_risk_batching: bool = Field(
         True, description="Adaptive batching on the credit-risk model service (off: one call each)."
     )
+
+    def drift_shares(self, model: str) -> tuple[float, float]:
+        """(warning, critical) share of drifted features for ``model``."""
+        default = (self.drift_warning_share, self.drift_critical_share)
+        return self.drift_thresholds.get(model, default)
 
     @property
     def tracking_uri(self) -> str:

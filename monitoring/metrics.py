@@ -3,9 +3,23 @@
 Names follow the ops issue: ``ml_feature_store_requests_total{result}`` counts feature-store
 look-ups (``hit``: the customer had history, ``miss``: none yet, ``error``: Redis failed) and
 ``ml_degraded_responses_total{model_name,reason}`` counts answers given without the full features.
+
+Prediction log (:mod:`monitoring.prediction_log`): ``ml_prediction_log_dropped_total{model_name}``
+counts records lost (queue full, log closed, fallback file rotated away, unserializable) and
+``ml_prediction_log_fallback_total{model_name}`` records written to the local file because Redis
+was down (they are replayed into Redis later).
+
+Drift (:mod:`monitoring.drift`), set by each check in the process that runs it (the scheduler):
+``ml_drift_score{model_name,feature}`` is Evidently's drift score of one feature (or of the
+prediction column; its meaning depends on the method: p-value for K-S/chi-square/Z-test, where
+low means drift, distance for Wasserstein/Jensen-Shannon, where high means drift);
+``ml_feature_drifted{model_name,feature}`` is 1 where the feature drifted, else 0;
+``ml_drift_share{model_name}`` the share of features that drifted (0-1) and
+``ml_dataset_drift{model_name}`` 1 if the dataset drifted (share >= Evidently's drift share),
+else 0.
 """
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 FEATURE_STORE_REQUESTS = Counter(
     "ml_feature_store_requests", "Feature-store look-ups by result (hit, miss, error)", ["result"]
@@ -13,3 +27,22 @@ FEATURE_STORE_REQUESTS = Counter(
 DEGRADED_RESPONSES = Counter(
     "ml_degraded_responses", "Answers given without full features", ["model_name", "reason"]
 )
+PREDICTION_LOG_DROPPED = Counter(
+    "ml_prediction_log_dropped", "Prediction-log records lost (queue full, ...)", ["model_name"]
+)
+PREDICTION_LOG_FALLBACK = Counter(
+    "ml_prediction_log_fallback",
+    "Prediction-log records written to the local fallback file (Redis down)",
+    ["model_name"],
+)
+DRIFT_SCORE = Gauge(
+    "ml_drift_score",
+    "Evidently drift score of a feature or prediction (p-value or distance, see method)",
+    ["model_name", "feature"],
+)
+FEATURE_DRIFTED = Gauge(
+    "ml_feature_drifted", "1 if the feature drifted in the last check, else 0",
+    ["model_name", "feature"],
+)  # fmt: skip
+DRIFT_SHARE = Gauge("ml_drift_share", "Share of features that drifted (0-1)", ["model_name"])
+DATASET_DRIFT = Gauge("ml_dataset_drift", "1 if the dataset drifted, else 0", ["model_name"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from functools import cached_property
 
 import bentoml
@@ -25,6 +26,7 @@ from finbento.profile_store import ProfileStore
 from finbento.settings import get_settings
 from finbento.spending_store import SpendingStore
 from monitoring.metrics import DEGRADED_RESPONSES
+from services import prediction_logging
 from services.advisor import AdvisorModel
 from services.advisor_schemas import AdvicePrediction, AdviceRequest, Safety, Source
 from services.args import ARGS, mlflow_version
@@ -68,6 +70,7 @@ class AdvisorRoutes:
         self, session_id: str, message: str, user_id: str | None = None
     ) -> AdvicePrediction:
         """Grounded financial information for India, with sources, safety report and mode."""
+        started = time.perf_counter()
         history, profile = await asyncio.gather(
             asyncio.to_thread(self.chat_history.load, session_id),
             asyncio.to_thread(self._profile, user_id),
@@ -84,10 +87,19 @@ class AdvisorRoutes:
             DEGRADED_RESPONSES.labels(MODEL_NAME, "history_unavailable").inc()
         if result.degraded:
             DEGRADED_RESPONSES.labels(MODEL_NAME, "llm_unavailable").inc()
+        version = mlflow_version(ARGS.advisor_model)
+        prediction_logging.record(
+            MODEL_NAME, version,
+            [{"message_chars": len(message), "user_known": profile is not None,
+              "history_turns": len(history.turns)}],
+            [{"mode": result.mode, "refused": result.refused, "degraded": result.degraded,
+              "sources": len(result.sources), "top_score": max(result.scores, default=None)}],
+            started,
+        )  # fmt: skip
         return AdvicePrediction(
             answer=result.answer, sources=[Source(**s) for s in result.sources],
             safety=Safety(redacted=result.redacted, flags=result.flags, refused=result.refused),
             mode=result.mode, degraded=result.degraded,
             history_available=history.available and stored, session_id=session_id,
-            model=MODEL_NAME, model_version=mlflow_version(ARGS.advisor_model),
+            model=MODEL_NAME, model_version=version,
         )  # fmt: skip

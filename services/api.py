@@ -2,6 +2,7 @@
 
 import bentoml
 
+from monitoring.api import app as monitoring_app
 from services.advisor_routes import AdvisorRoutes
 from services.category_routes import CategoryRoutes
 from services.intent_routes import IntentRoutes
@@ -11,6 +12,7 @@ from services.spending_routes import SpendingRoutes
 from services.transaction_routes import TransactionRoutes
 
 
+@bentoml.asgi_app(monitoring_app, path="/monitoring")  # admin drift routes
 @bentoml.service(name="finbento", workers=1, traffic={"timeout": 10})
 class FinBento(
     CreditRiskRoutes,

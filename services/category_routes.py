@@ -8,9 +8,12 @@ field's location and the rule broken.
 
 from __future__ import annotations
 
+import time
+
 import bentoml
 
 from finbento.categorizer import MODEL_NAME
+from services import prediction_logging
 from services.args import ARGS, mlflow_version
 from services.categorizer import CategorizerModel
 from services.category_schemas import (
@@ -30,13 +33,19 @@ class CategoryRoutes:
     categorizer = bentoml.depends(CategorizerModel)
 
     async def _categorize(self, items: list[CategoryTransaction]) -> list[CategoryPrediction]:
+        started = time.perf_counter()
         scores = await self.categorizer.to_async.categorize(items)
         version = mlflow_version(ARGS.categorizer_model)
-        return [
+        predictions = [
             CategoryPrediction(**CategoryScores.model_validate(s).model_dump(), model=MODEL_NAME,
                                model_version=version)
             for s in scores
         ]  # fmt: skip
+        prediction_logging.record(
+            MODEL_NAME, version, [{"text": i.description, "amount": i.amount} for i in items],
+            [{"category": p.category, "confidence": p.confidence} for p in predictions], started,
+        )  # fmt: skip
+        return predictions
 
     @bentoml.api(route="/predict/category", input_spec=CategoryTransaction)
     async def predict_category(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import bentoml
 import numpy as np
 
 from finbento.intent import MODEL_NAME, IntentConfig
+from services import prediction_logging
 from services.args import ARGS, mlflow_version
 from services.intent import IntentModel
 from services.intent_schemas import (
@@ -31,9 +33,10 @@ class IntentRoutes:
         return IntentConfig.load(Path(bentoml.models.get(ARGS.intent_model).path))
 
     async def _intents(self, queries: list[str]) -> list[IntentPrediction]:
+        started = time.perf_counter()
         probabilities = np.asarray(await self.intent.to_async.probabilities(queries))
         version = mlflow_version(ARGS.intent_model)
-        return [
+        predictions = [
             IntentPrediction(
                 intent=r.intent, confidence=r.confidence, out_of_scope=r.out_of_scope,
                 alternatives=[IntentAlternative(intent=i, confidence=c) for i, c in r.alternatives],
@@ -41,6 +44,12 @@ class IntentRoutes:
             )
             for r in self.intent_config.decide(probabilities)
         ]  # fmt: skip
+        prediction_logging.record(
+            MODEL_NAME, version, [{"query": q, "query_chars": len(q)} for q in queries],
+            [{"intent": p.intent, "confidence": p.confidence, "out_of_scope": p.out_of_scope}
+             for p in predictions], started,
+        )  # fmt: skip
+        return predictions
 
     @bentoml.api(route="/predict/intent")
     async def predict_intent(self, query: Query) -> IntentPrediction:

@@ -8,11 +8,13 @@ over 2,000 characters, an empty or oversized batch, a malformed date) answers 40
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import bentoml
 
 from finbento.ner import MODEL_NAME
+from services import prediction_logging
 from services.args import ARGS, mlflow_version
 from services.ner import NerModel
 from services.ner_schemas import (
@@ -33,9 +35,17 @@ class NerRoutes:
     ner = bentoml.depends(NerModel)
 
     async def _entities(self, texts: list[str], reference_date: date | None) -> list[list[Entity]]:
+        started = time.perf_counter()
         ref = reference_date or date.today()
         queries = [NerQuery(text=t, reference_date=ref) for t in texts]
         out = await self.ner.to_async.extract(queries)
+        prediction_logging.record(
+            MODEL_NAME, mlflow_version(ARGS.ner_model),
+            [{"text": t, "text_chars": len(t)} for t in texts],
+            [{"entities": len(e), "labels": ",".join(sorted({x["label"] for x in e}))}
+             for e in out],
+            started,
+        )  # fmt: skip
         return [[Entity.model_validate(e) for e in entities] for entities in out]
 
     @bentoml.api(route="/predict/ner")

@@ -8,6 +8,7 @@ in pydantic before any scoring and answers 400 with the field's location and the
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated
 
 import bentoml
@@ -16,6 +17,7 @@ from pydantic import Field
 
 from finbento.credit_risk import MODEL_NAME, risk_band, risk_score, top_reasons
 from finbento.features.credit_risk import Applicant, raw_matrix
+from services import prediction_logging
 from services.args import ARGS, mlflow_version
 from services.credit_risk import CreditRiskModel
 from services.profiles import ProfileWriter
@@ -43,8 +45,15 @@ class CreditRiskRoutes(ProfileWriter):
         return mlflow_version(ARGS.credit_risk_model)
 
     async def _score(self, applicants: list[Applicant]) -> list[CreditRiskPrediction]:
+        started = time.perf_counter()
         scores = await self.credit_risk.to_async.score(raw_matrix(applicants))
-        return [self._prediction(row) for row in np.asarray(scores)]
+        predictions = [self._prediction(row) for row in np.asarray(scores)]
+        prediction_logging.record(
+            MODEL_NAME, self.credit_risk_version, [a.model_dump() for a in applicants],
+            [p.model_dump(include={"default_probability", "risk_score", "risk_band"})
+             for p in predictions], started,
+        )  # fmt: skip
+        return predictions
 
     def _prediction(self, row: np.ndarray) -> CreditRiskPrediction:
         score = risk_score(row[0])

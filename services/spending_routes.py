@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from functools import cached_property
 
 import bentoml
@@ -24,6 +25,7 @@ from finbento.settings import get_settings
 from finbento.spending import MODEL_NAME, TOTAL
 from finbento.spending_store import SpendingStore
 from monitoring.metrics import DEGRADED_RESPONSES
+from services import prediction_logging
 from services.args import ARGS, mlflow_version
 from services.profiles import ProfileWriter
 from services.spending import SpendingModel
@@ -79,6 +81,7 @@ class SpendingRoutes(ProfileWriter):
         ingest: bool = True,
     ) -> SpendingPrediction:
         """Monthly spending forecast, 1-12 months ahead, per category and in total."""
+        started = time.perf_counter()
         request = SpendingRequest(user_id=user_id, months=months, category=category,
                                   history=history, ingest=ingest)  # fmt: skip
         version = mlflow_version(ARGS.spending_model)
@@ -99,6 +102,7 @@ class SpendingRoutes(ProfileWriter):
             hit = None
             DEGRADED_RESPONSES.labels(MODEL_NAME, "cache_unavailable").inc()
         if hit is not None:
+            _log(version, request, history, hit, True, started)
             return SpendingPrediction(**hit, user_id=request.user_id, cached=True,
                                     model=MODEL_NAME, model_version=version)  # fmt: skip
         history = history.assign(date=history["date"].astype(str))
@@ -119,5 +123,18 @@ class SpendingRoutes(ProfileWriter):
                 "forecast_upper": total["yhat_upper"],
             }
             await asyncio.to_thread(self.remember, request.user_id, fields, "forecast")
+        _log(version, request, history, answer, False, started)
         return SpendingPrediction(**answer, user_id=request.user_id, cached=False,
                                 model=MODEL_NAME, model_version=version)  # fmt: skip
+
+
+def _log(version: str, request: SpendingRequest, history: pd.DataFrame, answer: dict,
+         cached: bool, started: float) -> None:  # fmt: skip
+    """Log the request's shape (months, history size) and the total's first forecast month."""
+    total = next((r for r in answer["forecast"] if r["category"] == TOTAL), None)
+    inputs = {"months": request.months, "history_rows": len(history),
+              "history_months": int(pd.to_datetime(history["date"]).dt.to_period("M").nunique()),
+              "categories": int(history["category"].nunique()),
+              "sent_history": request.history is not None}  # fmt: skip
+    prediction = {"total_yhat": total["yhat"] if total else None, "cached": cached}
+    prediction_logging.record(MODEL_NAME, version, [inputs], [prediction], started)

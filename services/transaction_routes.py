@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from functools import cached_property
 from typing import Annotated
 
@@ -24,6 +25,7 @@ from finbento.anomaly import MODEL_NAME as ANOMALY
 from finbento.anomaly import top_deviations
 from finbento.feature_store import TransactionStore
 from finbento.features.transactions import (
+    FEATURES,
     Transaction,
     neutral_features,
     online_features,
@@ -32,6 +34,7 @@ from finbento.features.transactions import (
 from finbento.fraud import MODEL_NAME as FRAUD
 from finbento.settings import get_settings
 from monitoring.metrics import DEGRADED_RESPONSES, FEATURE_STORE_REQUESTS
+from services import prediction_logging
 from services.args import ARGS, mlflow_version
 from services.schemas import (
     MAX_BATCH,
@@ -90,9 +93,12 @@ class TransactionRoutes:
         return features, False
 
     async def _fraud(self, items: list[TransactionIn], ingest: bool) -> list[FraudPrediction]:
+        started = time.perf_counter()
         features, degraded = await self._features(to_transactions(items), ingest, FRAUD)
         out = np.asarray(await self.fraud.to_async.score(features))
         version = mlflow_version(ARGS.fraud_model)
+        _log(FRAUD, version, features, [{"fraud_probability": float(p), "degraded": degraded}
+                                        for p, _ in out], started)  # fmt: skip
         return [
             FraudPrediction(transaction_id=i.transaction_id, fraud_probability=float(p),
                             is_fraud=bool(p >= t), threshold=float(t), degraded=degraded,
@@ -101,9 +107,12 @@ class TransactionRoutes:
         ]  # fmt: skip
 
     async def _anomaly(self, items: list[TransactionIn], ingest: bool) -> list[AnomalyPrediction]:
+        started = time.perf_counter()
         features, degraded = await self._features(to_transactions(items), ingest, ANOMALY)
         out = np.asarray(await self.anomaly.to_async.score(features))
         version = mlflow_version(ARGS.anomaly_model)
+        _log(ANOMALY, version, features, [{"anomaly_score": float(row[0]), "degraded": degraded}
+                                          for row in out], started)  # fmt: skip
         return [
             AnomalyPrediction(
                 transaction_id=i.transaction_id, anomaly_score=float(row[0]),
@@ -172,6 +181,13 @@ class TransactionRoutes:
             return FeedbackResult(recorded=0, unknown=[], error=_unavailable(ctx, exc))
         return FeedbackResult(recorded=len(known),
                               unknown=[txid for txid, _ in pairs if txid not in known])  # fmt: skip
+
+
+def _log(model: str, version: str, features: np.ndarray, predictions: list[dict],
+         started: float) -> None:  # fmt: skip
+    """Log the feature rows (n, 18) the model scored, by feature name, with the predictions."""
+    rows = [dict(zip(FEATURES, row, strict=True)) for row in features.tolist()]
+    prediction_logging.record(model, version, rows, predictions, started)
 
 
 def _unavailable(ctx: bentoml.Context, exc: Exception) -> str:

@@ -1,19 +1,27 @@
 """The served Bento over real HTTP: train -> import -> bentoml build -> bentoml serve."""
 
 import concurrent.futures as cf
+import contextlib
 import json
+import time
+import uuid
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import redis
 
 from finbento import bentos
 from finbento.features.credit_risk import RAW_COLUMNS
 from finbento.serving import free_port, start_bento_server, stop_bento_server
+from monitoring.prediction_log import PredictionLog
 from tests.conftest import ROOT, applicant_dict
 
 pytestmark = pytest.mark.integration
+ADMIN = "test-admin-token"
+PREFIX = f"finbento-test-{uuid.uuid4().hex[:8]}"
+REDIS = "redis://127.0.0.1:6379/0"
 INTS = {"sex", "education", "marriage", "age", "pay_0", "pay_2", "pay_3", "pay_4", "pay_5", "pay_6"}
 
 
@@ -23,7 +31,12 @@ def served(trained, tmp_path_factory):
     assert bentos.build("all", trained.tags, trained.versions) == tag  # same inputs: no-op
     port = free_port()
     log = tmp_path_factory.mktemp("logs") / "serve.log"
-    proc = start_bento_server(tag, port, log_file=log)
+    env = {
+        "FINBENTO_ADMIN_TOKEN": ADMIN,
+        "FINBENTO_REDIS_PREFIX": PREFIX,
+        "FINBENTO_STATE_DIR": str(trained.settings.state_dir),
+    }  # the trained models' MLflow
+    proc = start_bento_server(tag, port, env, log_file=log)
     yield {
         "url": f"http://127.0.0.1:{port}",
         "version": trained.versions["credit-risk"],
@@ -33,6 +46,8 @@ def served(trained, tmp_path_factory):
         "trained": trained,
     }
     stop_bento_server(proc)
+    with contextlib.suppress(redis.exceptions.RedisError):
+        PredictionLog(REDIS, PREFIX).clear()
 
 
 def post(served, path, body, **kw):
@@ -207,3 +222,50 @@ def test_risk_bundle_builds_its_own_bento_with_the_same_models(served):
         "/feedback/fraud",
     }
     assert bentos.latest_bento("risk") == tag
+
+
+def admin(served, method, path, token=ADMIN, **kw):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.request(method, served["url"] + "/monitoring" + path, headers=headers,
+                         timeout=120, **kw)  # fmt: skip
+
+
+def test_drift_routes_need_the_admin_token(served):
+    assert admin(served, "POST", "/drift/credit-risk/check", token=None).status_code == 401
+    assert admin(served, "GET", "/drift/alerts", token="wrong").status_code == 401
+    assert admin(served, "POST", "/drift/no-such-model/check").status_code == 404
+
+
+def test_logged_traffic_drifts_when_amounts_shift_and_raises_an_alert(served):
+    try:
+        redis.Redis.from_url(REDIS).ping()
+    except redis.exceptions.RedisError as exc:
+        pytest.skip(f"no Redis at 127.0.0.1:6379: {exc}")
+    rows = real_rows(600)
+    amounts = [c for c in RAW_COLUMNS if c.startswith(("bill_amt", "pay_amt")) or c == "limit_bal"]
+    shifted = [{**r, **{c: r[c] * 3 for c in amounts}} for r in rows[300:]]
+
+    stream = PredictionLog(REDIS, PREFIX).key("credit-risk")
+    r = redis.Redis.from_url(REDIS)
+
+    def check(batch):
+        before = r.xlen(stream)
+        assert post(served, "/predict/credit-risk/batch", {"applicants": batch}).status_code == 200
+        for _ in range(40):  # the log is written off the request path: wait for the batch
+            if r.xlen(stream) >= before + len(batch):
+                break
+            time.sleep(0.25)
+        out = admin(served, "POST", "/drift/credit-risk/check", params={"window": len(batch)})
+        assert out.status_code == 200 and out.json()["checked"], out.text
+        return out.json()
+
+    normal, drifted = check(rows[:300]), check(shifted)
+    assert drifted["level"] == "critical" and drifted["share_drifted"] > normal["share_drifted"]
+    assert all(drifted["features"][c]["drifted"] for c in ("bill_amt1", "limit_bal"))
+    assert drifted["model_version"] == served["version"]
+    alerts = admin(served, "GET", "/drift/alerts").json()["alerts"]
+    assert alerts["credit-risk"]["level"] == "critical"
+    latest = admin(served, "GET", "/drift/credit-risk").json()
+    assert latest["level"] == "critical" and latest["checked_at"] == drifted["checked_at"]
+    assert admin(served, "DELETE", "/drift/alerts").json()["cleared"] >= 1
+    assert admin(served, "GET", "/drift/alerts").json()["alerts"] == {}
