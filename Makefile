@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test lint bench bench-short clean
+.PHONY: up test lint bench bench-short scheduler clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-short: $(BIN)/.installed ## the same, short (CI; intent fine-tuned for 1 e
 	$(BIN)/python bench/fraud_handbook.py --short
 	$(BIN)/python bench/spending.py --short
 	$(BIN)/python bench/prediction_log.py --short
+
+scheduler: $(BIN)/.installed   ## the unattended loop: drift checks, retrains, rebuilds, local deploys
+	$(BIN)/finbento scheduler run
 
 clean:
 	rm -rf .finbento bench/results

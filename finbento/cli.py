@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -430,6 +431,84 @@ def features_load_spending(
         raise typer.Exit(1) from exc
     console.print(f"{written} monthly totals of {len(history)} expenses stored for user "
                   f"{user_id!r} under {store.base}")  # fmt: skip
+
+
+scheduler_app = typer.Typer(
+    help="The unattended loop: drift checks, retrains, Bento builds, local deploys.",
+    no_args_is_help=True,
+)
+app.add_typer(scheduler_app, name="scheduler")
+
+
+def _scheduler_config():
+    from scheduler.config import from_settings
+
+    return from_settings(get_settings())
+
+
+def _job_notifier():
+    """Job events to the configured channels (monitoring.notify)."""
+    from monitoring.notify import Notifier
+    from scheduler.daemon import notifier_adapter
+
+    return notifier_adapter(Notifier.from_config(get_settings().notify))
+
+
+@scheduler_app.command("run")
+def scheduler_run(
+    serve_it: Annotated[
+        bool,
+        typer.Option(
+            "--serve/--no-serve",
+            help="First serve the latest build of each bundle of FINBENTO_SCHEDULER__SERVE",
+        ),
+    ] = True,
+) -> None:
+    """Run the scheduler daemon in the foreground (SIGTERM or Ctrl-C stops it)."""
+    from scheduler import daemon
+
+    daemon.run(_scheduler_config(), get_settings(), serve=serve_it, notify=_job_notifier())
+
+
+@scheduler_app.command("retrain")
+def scheduler_retrain(model: ModelArg = "credit-risk") -> None:
+    """Retrain a model now as the daemon does: gate, build, deploy, record the run."""
+    from scheduler import daemon
+
+    run = daemon.retrain_now(_scheduler_config(), get_settings(), model, notify=_job_notifier())
+    colour = {"success": "green", "rejected": "yellow"}.get(run.outcome, "red")
+    console.print(f"[{colour}]{run.job}: {run.outcome}[/] {escape(run.reason)}", soft_wrap=True)
+    if run.outcome not in ("success", "rejected"):
+        raise typer.Exit(1)
+
+
+@scheduler_app.command("status")
+def scheduler_status(
+    runs: Annotated[int, typer.Option(help="How many recent runs to show")] = 10,
+) -> None:
+    """Scheduled jobs and their next run, recent runs, running jobs (locks), served bundles."""
+    from scheduler import daemon
+
+    config = _scheduler_config()
+    state = daemon.status(config, runs=runs)
+    table = Table("job", "next run", "trigger", title=f"Scheduled jobs ({config.timezone})")
+    for job in state["jobs"]:
+        table.add_row(job["id"], job["next_run_time"] or "paused", escape(job["trigger"]))
+    console.print(table)
+    table = Table("ended (UTC)", "job", "outcome", "versions", "Bentos", "reason",
+                  title="Recent runs")  # fmt: skip
+    for run in state["runs"]:
+        versions = ", ".join(f"{m} {run.versions_before.get(m)}->{v}"
+                             for m, v in run.versions_after.items())  # fmt: skip
+        table.add_row(f"{run.ended_at:%Y-%m-%d %H:%M}", run.job, run.outcome, versions,
+                      ", ".join(run.bento_tags.values()), escape(run.reason[:200]))  # fmt: skip
+    console.print(table)
+    for lock in state["locks"]:
+        console.print(f"running: {lock['job']} ({lock['owner']}, "
+                      f"lock until {lock['expires_at']:%H:%M:%S} UTC)")  # fmt: skip
+    for bundle, s in state["served"].items():
+        console.print(f"serving {bundle}: {s.tag} on http://{config.serve_host}:{s.front_port} "
+                      f"(backend :{s.port}, pid {s.pid}, since {s.deployed_at})")  # fmt: skip
 
 
 @drift_app.command("check")

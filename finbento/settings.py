@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from monitoring.notify import NotifyConfig
+from scheduler.config import SchedulerConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,6 +188,11 @@ class Settings(BaseSettings):
     gemini_retries: int = Field(2, ge=0, le=10, description="Retries on 429/5xx and timeouts.")
     gemini_base_url: str | None = Field(
         None, description="Gemini API endpoint (tests point it at a local fake server)."
+    )
+    scheduler: SchedulerConfig = Field(
+        default_factory=SchedulerConfig,
+        description="The scheduler daemon: cron strings, job store, local serving, deploy hooks "
+        "(scheduler/config.py; e.g. FINBENTO_SCHEDULER__SERVE='{\"all\": 3000}').",
     )
     notify: NotifyConfig = Field(
         default_factory=NotifyConfig,

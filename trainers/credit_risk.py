@@ -241,7 +241,10 @@ def _log_artifacts(scorer: CreditRiskScorer, split: Split) -> None:
     y = split.test[TARGET].to_numpy()
     tracking.log_evaluation_plots(y, scorer.default_probability(_raw(split.test)))
     tracking.log_booster_importance(scorer.booster, FEATURES, MODEL_NAME)
-    tracking.log_reference(split.train)
+    # With the model's own scores, named as the service logs them, drift checks also compare
+    # the served predictions (monitoring/drift.py; scores on training rows run a little hot).
+    scores = scorer.default_probability(_raw(split.train))
+    tracking.log_reference(split.train.assign(**{"prediction.default_probability": scores}))
 
 
 def export(version: str, directory: Path) -> None:

@@ -263,6 +263,8 @@ def test_logged_traffic_drifts_when_amounts_shift_and_raises_an_alert(served):
     assert drifted["level"] == "critical" and drifted["share_drifted"] > normal["share_drifted"]
     assert all(drifted["features"][c]["drifted"] for c in ("bill_amt1", "limit_bal"))
     assert drifted["model_version"] == served["version"]
+    assert drifted["prediction_column"] == "prediction.default_probability"  # prediction drift
+    assert drifted["prediction"]["score"] >= 0
     alerts = admin(served, "GET", "/drift/alerts").json()["alerts"]
     assert alerts["credit-risk"]["level"] == "critical"
     latest = admin(served, "GET", "/drift/credit-risk").json()
