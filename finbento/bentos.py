@@ -59,6 +59,8 @@ SHORT_NAMES: dict[str, str] = {
     "credit-risk": "cr", "fraud": "fr", "anomaly": "an", "intent": "in", "ner": "ne",
     "categorizer": "ca", "spending": "sp", "advisor": "ad",
 }  # fmt: skip
+#: Models whose challenger can be packaged beside the champion to score in shadow.
+CHALLENGER_ARGS: dict[str, str] = {"fraud": "fraud_challenger_model"}
 SOURCE_DIRS = ("finbento", "services", "monitoring")
 
 
@@ -83,20 +85,30 @@ def bento_version(model_tags: dict[str, str], model_versions: dict[str, str]) ->
         e.g. ``cr3-5f0c2a9e1b7d`` (valid BentoML version: lowercase, digits, ``-``).
 
     """
-    readable = "-".join(f"{SHORT_NAMES[m]}{model_versions[m]}" for m in sorted(model_tags))
+    readable = "-".join(
+        f"{SHORT_NAMES[m]}{model_versions[m]}" for m in sorted(model_tags) if m in SHORT_NAMES
+    )  # other tags (e.g. "fraud-challenger") count in the digest only
     h = hashlib.sha256(source_digest().encode())
     for m in sorted(model_tags):
         h.update(model_tags[m].encode())
     return f"{readable}-{h.hexdigest()[:12]}"
 
 
-def build(bundle: str, model_tags: dict[str, str], model_versions: dict[str, str]) -> str:
+def build(
+    bundle: str,
+    model_tags: dict[str, str],
+    model_versions: dict[str, str],
+    challengers: dict[str, tuple[str, str]] | None = None,
+) -> str:
     """Build ``bundle`` with the given BentoML models (no-op if that exact Bento exists).
 
     Args:
         bundle: a key of :data:`BUNDLES`.
         model_tags: model name -> BentoML tag, for every model of the bundle.
         model_versions: model name -> MLflow registered version.
+        challengers: model -> (BentoML tag, MLflow version) of a challenger packaged to score in
+            shadow (models of :data:`CHALLENGER_ARGS` in the bundle only); the version then
+            reads e.g. ``fr3c4-...`` and the Bento is labelled ``fraud.challenger=4``.
 
     Returns:
         the Bento tag, e.g. ``finbento:cr3-5f0c2a9e1b7d``.
@@ -111,7 +123,10 @@ def build(bundle: str, model_tags: dict[str, str], model_versions: dict[str, str
 
     spec = BUNDLES[bundle]
     tags = {m: model_tags[m] for m in spec.models}
-    version = bento_version(tags, model_versions)
+    shadow = {m: c for m, c in (challengers or {}).items() if m in tags and m in CHALLENGER_ARGS}
+    versions = {m: model_versions[m] + (f"c{shadow[m][1]}" if m in shadow else "") for m in tags}
+    version = bento_version({**tags, **{f"{m}-challenger": t for m, (t, _) in shadow.items()}},
+                            versions)  # fmt: skip
     tag = f"{spec.bento_name}:{version}"
     try:
         bentoml.get(tag)
@@ -131,6 +146,9 @@ def build(bundle: str, model_tags: dict[str, str], model_versions: dict[str, str
     for m, model_tag in tags.items():
         cmd += ["--arg", f"{MODEL_ARGS[m]}={model_tag}"]
         cmd += ["--label", f"{m}={model_versions[m]}", "--label", f"{m}.bento_model={model_tag}"]
+    for m, (challenger_tag, challenger_version) in shadow.items():
+        cmd += ["--arg", f"{CHALLENGER_ARGS[m]}={challenger_tag}"]
+        cmd += ["--label", f"{m}.challenger={challenger_version}"]
     cmd.append(str(PROJECT_ROOT))
     subprocess.run(cmd, check=True, cwd=PROJECT_ROOT, capture_output=True, text=True)
     return tag

@@ -149,12 +149,36 @@ def _build(bundle: str) -> str:
         bento_model = _import(model)
         tags[model] = str(bento_model.tag)
         versions[model] = bento_model.info.labels["mlflow_version"]
+    challengers = _shadow_challengers(bundle, versions)
     with console.status(f"building the {bundle} Bento"):
         try:
-            return bentos.build(bundle, tags, versions)
+            return bentos.build(bundle, tags, versions, challengers)
         except subprocess.CalledProcessError as exc:
             console.print(f"[red]bentoml build failed:\n{exc.stderr}")
             raise typer.Exit(1) from exc
+
+
+def _shadow_challengers(bundle: str, champions: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """The challengers to package in shadow, model -> (BentoML tag, MLflow version).
+
+    Only with ``FINBENTO_FRAUD_SHADOW_PERCENT`` > 0: the ``challenger`` alias of each
+    shadow-capable model of the bundle, when it is not the champion.
+    """
+    from finbento.bentos import CHALLENGER_ARGS
+    from trainers import bento_import, registry
+
+    if get_settings().fraud_shadow_percent <= 0:
+        return {}
+    client, out = _client(), {}
+    for model in set(CHALLENGER_ARGS) & set(BUNDLES[bundle].models):
+        challenger = registry.get_alias(client, model, "challenger")
+        if challenger is None or str(challenger.version) == champions[model]:
+            continue
+        version = str(challenger.version)
+        bento_model = bento_import.import_version(client, model, version, _trainer(model).export)
+        out[model] = (str(bento_model.tag), version)
+        console.print(f"{model}: challenger version {version} packaged to score in shadow")
+    return out
 
 
 @app.command()
@@ -509,6 +533,72 @@ def scheduler_status(
     for bundle, s in state["served"].items():
         console.print(f"serving {bundle}: {s.tag} on http://{config.serve_host}:{s.front_port} "
                       f"(backend :{s.port}, pid {s.pid}, since {s.deployed_at})")  # fmt: skip
+
+
+challenger_app = typer.Typer(help="Challengers scored in shadow beside the champion.",
+                              no_args_is_help=True)  # fmt: skip
+app.add_typer(challenger_app, name="challenger")
+
+
+@challenger_app.command("compare")
+def challenger_compare(
+    model: Annotated[str, typer.Argument(help="Model scored in shadow")] = "fraud",
+    window: Annotated[int, typer.Option(help="Newest logged predictions read")] = 100_000,
+    metric: Annotated[str, typer.Option(help="average_precision or roc_auc")] = (
+        "average_precision"
+    ),
+    champion: Annotated[str | None, typer.Option(help="Version (default: alias)")] = None,
+    challenger: Annotated[str | None, typer.Option(help="Version (default: alias)")] = None,
+    require_significant: Annotated[
+        bool, typer.Option(help="Exit 1 unless the challenger is significantly better")
+    ] = False,
+) -> None:
+    """Test the shadow challenger against the champion on the transactions labelled since.
+
+    Pairs both versions' logged scores of the same transactions, takes their labels from the
+    feature store (confirmed frauds by feedback; the rest count as genuine) and runs a stratified
+    paired bootstrap of the metric's difference (monitoring/challenger.py).
+    """
+    import redis
+
+    from finbento.feature_store import TransactionStore
+    from monitoring.challenger import compare, paired_predictions
+    from monitoring.prediction_log import get_prediction_log
+    from trainers import registry
+
+    if model != "fraud":
+        console.print("[red]only fraud has a challenger in shadow (and labels from feedback)")
+        raise typer.Exit(2)
+    settings, client = get_settings(), _client()
+    versions = {}
+    for role, given in (("champion", champion), ("challenger", challenger)):
+        mv = None if given else registry.get_alias(client, model, role)
+        if not given and mv is None:
+            console.print(f"[red]{model} has no {role}")
+            raise typer.Exit(1)
+        versions[role] = given or str(mv.version)
+    pairs = paired_predictions(get_prediction_log(settings).read(model, window),
+                               versions["champion"], versions["challenger"])  # fmt: skip
+    store = TransactionStore.from_url(settings.redis_url, settings.redis_prefix, timeout_s=10)
+    try:
+        labels = store.labels(list(pairs.index))
+    except redis.exceptions.RedisError as exc:
+        console.print(f"[red]Redis at {settings.redis_url} failed: {exc}")
+        raise typer.Exit(1) from exc
+    known = pairs[[labels.get(t) is not None for t in pairs.index]]  # stored: label known
+    y = [labels[t] for t in known.index]
+    try:
+        result = compare(y, known["champion"], known["challenger"], metric=metric)
+    except ValueError as exc:
+        console.print(f"[yellow]{model}: not enough labelled shadow traffic yet: {exc}")
+        raise typer.Exit(1) from exc
+    table = Table("", "value", title=f"{model}: challenger v{versions['challenger']} vs "
+                                     f"champion v{versions['champion']}")  # fmt: skip
+    for key, value in result.to_dict().items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    if require_significant and not result.significant:
+        raise typer.Exit(1)
 
 
 @drift_app.command("check")

@@ -209,6 +209,44 @@ class TransactionStore:
         pipe_w.execute()
         return found
 
+    def labels(self, transaction_ids: Sequence[str]) -> dict[str, bool | None]:
+        """The fraud label the store holds for each transaction, e.g. to evaluate a shadow run.
+
+        A transaction is fraudulent (True) if it is in its terminal's ``tf:<terminal>`` set (the
+        terminal read from its ``x:<id>`` hash), from :meth:`ingest` labels or feedback
+        (:meth:`add_labels`). A stored transaction that is not in that set is counted as genuine
+        (False): feedback only reports frauds (the handbook's convention), so False means "no
+        fraud confirmed", not "confirmed genuine". Read the labels only once the feedback delay
+        has passed (7 days in the handbook), or recent frauds count as genuine; and within the
+        38 days the keys are kept, after which a transaction is unknown (None).
+
+        Args:
+            transaction_ids: ids, any order; duplicates are answered once.
+
+        Returns:
+            ``{id: True | False | None}`` for every distinct id; None if the id is not stored.
+            Two round trips: one pipeline of ``HGET``s, one of ``ZSCORE``s.
+
+        Raises:
+            redis.exceptions.RedisError: Redis cannot be reached.
+        """
+        ids = list(dict.fromkeys(transaction_ids))
+        out: dict[str, bool | None] = dict.fromkeys(ids)
+        if not ids:
+            return out
+        pipe = self.r.pipeline(transaction=False)
+        for txid in ids:
+            pipe.hget(self._key("x", txid), "t")
+        known = [(txid, t) for txid, t in zip(ids, pipe.execute(), strict=True) if t is not None]
+        if not known:
+            return out
+        pipe = self.r.pipeline(transaction=False)
+        for txid, terminal in known:
+            pipe.zscore(self._key("tf", terminal), txid)
+        for (txid, _), score in zip(known, pipe.execute(), strict=True):
+            out[txid] = score is not None
+        return out
+
     def clear(self) -> int:
         """Delete this feature set's keys (never other keys, never FLUSHDB). Returns how many."""
         return clear_prefix(self.r, f"{self.base}:*")

@@ -222,6 +222,11 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, description="Bearer token of the admin routes (/monitoring/...); unset: they are off."
     )
+    fraud_shadow_percent: float = Field(
+        0.0, ge=0, le=100,
+        description="Share of fraud requests (%) also scored by the challenger in shadow; > 0 "
+        "makes `finbento build` package the challenger version beside the champion.",
+    )  # fmt: skip
     credit_risk_batching: bool = Field(
         True, description="Adaptive batching on the credit-risk model service (off: one call each)."
     )

@@ -19,7 +19,7 @@ low means drift, distance for Wasserstein/Jensen-Shannon, where high means drift
 else 0.
 """
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 FEATURE_STORE_REQUESTS = Counter(
     "ml_feature_store_requests", "Feature-store look-ups by result (hit, miss, error)", ["result"]
@@ -46,3 +46,13 @@ FEATURE_DRIFTED = Gauge(
 )  # fmt: skip
 DRIFT_SHARE = Gauge("ml_drift_share", "Share of features that drifted (0-1)", ["model_name"])
 DATASET_DRIFT = Gauge("ml_dataset_drift", "1 if the dataset drifted, else 0", ["model_name"])
+
+PREDICTIONS = Counter(
+    "ml_predictions", "Items scored, per model version", ["model_name", "model_version", "status"]
+)
+PREDICTION_LATENCY = Histogram(
+    "ml_prediction_latency_seconds",
+    "Time from request to answer of a public route",
+    ["model_name"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

@@ -16,6 +16,7 @@ class BentoArgs(BaseModel):
 
     credit_risk_model: str = "credit-risk:latest"
     fraud_model: str = "fraud:latest"
+    fraud_challenger_model: str = ""  # set: the challenger scores in shadow (services/shadow)
     anomaly_model: str = "anomaly:latest"
     intent_model: str = "intent:latest"
     ner_model: str = "ner:latest"

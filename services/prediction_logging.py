@@ -1,5 +1,8 @@
 """What the public routes scored, into the prediction log (monitoring/prediction_log.py).
 
+Also counts ``ml_predictions_total{model_name,model_version,status}`` and observes
+``ml_prediction_latency_seconds{model_name}``, so champion and shadow challenger are told apart.
+
 Each route calls :func:`record` once per request with one inputs/prediction pair per item; the
 log only enqueues (about 1-4 µs a record, bench/prediction_log.py) and a background thread writes
 to Redis, or to a local file while Redis is down, so logging never fails or slows a request.
@@ -13,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from finbento.settings import get_settings
+from monitoring.metrics import PREDICTION_LATENCY, PREDICTIONS
 from monitoring.prediction_log import get_prediction_log
 
 
@@ -33,10 +37,12 @@ def record(
         started: ``time.perf_counter()`` when the request's work started; the request's latency
             (milliseconds) is logged with every item.
     """
+    latency_ms = (time.perf_counter() - started) * 1000
+    PREDICTIONS.labels(model, version, "ok").inc(len(predictions))
+    PREDICTION_LATENCY.labels(model).observe(latency_ms / 1000)
     settings = get_settings()
     if not settings.prediction_log_enabled:
         return
-    latency_ms = (time.perf_counter() - started) * 1000
     log = get_prediction_log(settings)
     for x, y in zip(inputs, predictions, strict=True):
         log.record(model, version, x, y, latency_ms)

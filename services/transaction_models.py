@@ -18,11 +18,10 @@ from services.args import ARGS
 from services.runtime import tune_gc
 
 
-@bentoml.service(name="fraud", workers=1, traffic={"timeout": 10})
-class FraudModel:
-    """The fraud model, one batchable endpoint."""
+class _FraudEndpoint:
+    """A fraud model (``model_ref`` set by the service class), one batchable endpoint."""
 
-    model_ref = bentoml.models.BentoModel(ARGS.fraud_model)
+    model_ref: bentoml.models.BentoModel
 
     def __init__(self) -> None:
         self.scorer = FraudScorer.load(Path(self.model_ref.path))
@@ -33,6 +32,25 @@ class FraudModel:
         """Feature rows (n, 18) -> (n, 2): fraud probability, decision threshold."""
         p = self.scorer.probability(features)
         return np.column_stack([p, np.full(len(p), self.scorer.threshold)])
+
+
+@bentoml.service(name="fraud", workers=1, traffic={"timeout": 10})
+class FraudModel(_FraudEndpoint):
+    """The fraud champion."""
+
+    model_ref = bentoml.models.BentoModel(ARGS.fraud_model)
+
+
+if ARGS.fraud_challenger_model:  # packaged only when built with a challenger in shadow
+
+    @bentoml.service(name="fraud-challenger", workers=1, traffic={"timeout": 10})
+    class FraudChallengerModel(_FraudEndpoint):
+        """The fraud challenger, scoring a share of the traffic in shadow (answers unused)."""
+
+        model_ref = bentoml.models.BentoModel(ARGS.fraud_challenger_model)
+
+else:
+    FraudChallengerModel = None
 
 
 @bentoml.service(name="anomaly", workers=1, traffic={"timeout": 10})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from functools import cached_property
 from typing import Annotated
@@ -49,7 +50,7 @@ from services.schemas import (
     TransactionBatch,
     TransactionIn,
 )
-from services.transaction_models import AnomalyModel, FraudModel
+from services.transaction_models import AnomalyModel, FraudChallengerModel, FraudModel
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,41 @@ class TransactionRoutes:
 
     fraud = bentoml.depends(FraudModel)
     anomaly = bentoml.depends(AnomalyModel)
+    if FraudChallengerModel is not None:  # built with a challenger: it scores in shadow
+        fraud_challenger = bentoml.depends(FraudChallengerModel)
+
+    @cached_property
+    def _shadow_tasks(self) -> set[asyncio.Task]:
+        return set()  # strong references, so running shadow scorings are not collected
+
+    def _shadow(self, features: np.ndarray, items: list[TransactionIn]) -> None:
+        """Score a sampled share of requests with the challenger, off the request path.
+
+        ``FINBENTO_FRAUD_SHADOW_PERCENT`` of requests; the challenger's answers are never
+        returned, only logged under its version with the transaction ids, so
+        ``finbento challenger compare fraud`` can test it against the champion on the labels
+        that feedback brings (monitoring/challenger.py).
+        """
+        if FraudChallengerModel is None or random.random() * 100 >= (
+            get_settings().fraud_shadow_percent
+        ):
+            return
+
+        async def score() -> None:
+            started = time.perf_counter()
+            try:
+                out = np.asarray(await self.fraud_challenger.to_async.score(features))
+            except Exception as exc:  # the shadow never affects the answer
+                log.warning("fraud challenger failed in shadow: %s", exc)
+                return
+            _log(FRAUD, mlflow_version(ARGS.fraud_challenger_model), features,
+                 [{"transaction_id": i.transaction_id, "fraud_probability": float(p),
+                   "shadow": True} for i, (p, _) in zip(items, out, strict=True)],
+                 started)  # fmt: skip
+
+        task = asyncio.get_running_loop().create_task(score())
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
 
     @cached_property
     def feature_store(self) -> TransactionStore:
@@ -97,8 +133,11 @@ class TransactionRoutes:
         features, degraded = await self._features(to_transactions(items), ingest, FRAUD)
         out = np.asarray(await self.fraud.to_async.score(features))
         version = mlflow_version(ARGS.fraud_model)
-        _log(FRAUD, version, features, [{"fraud_probability": float(p), "degraded": degraded}
-                                        for p, _ in out], started)  # fmt: skip
+        _log(FRAUD, version, features,
+             [{"transaction_id": i.transaction_id, "fraud_probability": float(p),
+               "degraded": degraded} for i, (p, _) in zip(items, out, strict=True)],
+             started)  # fmt: skip
+        self._shadow(features, items)
         return [
             FraudPrediction(transaction_id=i.transaction_id, fraud_probability=float(p),
                             is_fraud=bool(p >= t), threshold=float(t), degraded=degraded,

@@ -95,3 +95,24 @@ def test_unreachable_redis_fails_fast():
     with pytest.raises(redis.exceptions.ConnectionError):
         dead.histories(txs)
     assert time.monotonic() - start < 2
+
+
+def test_labels_from_ingest_and_feedback(store):
+    from finbento.features.transactions import Transaction
+
+    t0 = pd.Timestamp("2018-10-01").timestamp()
+    txs = [Transaction(f"lb-{i}", t0 + i * 60, f"lb-c{i}", f"lb-t{i % 2}", 10.0) for i in range(6)]
+    store.ingest(txs[:3], [True, False, False])  # lb-0 labelled fraudulent at ingest
+    store.ingest(txs[3:])
+    store.add_labels([("lb-3", True), ("lb-4", True)])  # feedback, on the other terminal too
+    store.add_labels([("lb-4", False)])  # a correction
+    ids = ["lb-0", "lb-1", "lb-2", "lb-3", "lb-4", "lb-5", "lb-unknown", "lb-0"]
+    assert store.labels(ids) == {
+        "lb-0": True, "lb-1": False, "lb-2": False, "lb-3": True, "lb-4": False, "lb-5": False,
+        "lb-unknown": None,
+    }  # fmt: skip
+    assert store.labels([]) == {}
+    assert store.labels(["lb-nothing"]) == {"lb-nothing": None}
+    dead = TransactionStore.from_url("redis://127.0.0.1:1/0", timeout_s=0.2)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        dead.labels(["lb-0"])
