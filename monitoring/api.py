@@ -8,8 +8,10 @@
 - ``DELETE /monitoring/drift/alerts[?model=M]``: acknowledge alerts.
 
 Every route needs ``Authorization: Bearer <FINBENTO_ADMIN_TOKEN>`` (401 without; 403 while no
-token is configured). A check runs Evidently in a worker thread (2-5 s); its HTML report lands in
-the drift reports directory next to the JSON summary.
+token is configured). A check runs Evidently in a worker thread (2-5 s, more on a cold start or a
+busy machine); the route waits up to :data:`WAIT_S` for it and answers 200 with the result, or 202
+while it is still running (poll ``GET /monitoring/drift/{model}``): the services' request timeout
+stays short. Its HTML report lands in the drift reports directory next to the JSON summary.
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 
 from finbento.settings import get_settings
 from monitoring.alerts import clear_alerts, list_alerts, update_alerts
 
 #: The models drift is checked for (those the services log).
 MODELS = ("credit-risk", "fraud", "anomaly", "intent", "ner", "categorizer", "spending", "advisor")
+
+#: Seconds a check route waits for the result before answering 202 (under the 10 s request timeout).
+WAIT_S = 5.0
+#: Checks in progress in this process, by model: a second request joins the running one.
+_RUNNING: dict[str, asyncio.Task] = {}
 
 app = FastAPI(title="finbento monitoring", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -79,25 +87,53 @@ def check(model: str, window: int) -> dict:
     return {"model": model, "checked": True, "alert": alert, **result.to_dict()}
 
 
+def _start(model: str, window: int) -> asyncio.Task:
+    """The model's running check, or a new one in a worker thread."""
+    task = _RUNNING.get(model)
+    if task is None or task.done():
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(check, model, window))
+        _RUNNING[model] = task
+    return task
+
+
+def _outcome(model: str, task: asyncio.Task) -> dict:
+    """A finished check's answer (errors as ``checked: false`` with the reason)."""
+    try:
+        return task.result()
+    except (LookupError, ValueError) as exc:
+        return {"model": model, "checked": False, "reason": str(exc)}
+
+
+def _running(model: str) -> dict:
+    return {"model": model, "status": "running", "poll": f"/monitoring/drift/{model}"}
+
+
 @app.post("/drift/check-all")
-async def check_all(_: Admin, window: Annotated[int, Query(ge=30, le=100_000)] = 5000) -> dict:
-    """Check every model; one entry per model (errors reported, not raised)."""
-    out = {}
-    for model in MODELS:
-        try:
-            out[model] = await asyncio.to_thread(check, model, window)
-        except (LookupError, ValueError) as exc:
-            out[model] = {"model": model, "checked": False, "reason": str(exc)}
-    return out
+async def check_all(
+    _: Admin, window: Annotated[int, Query(ge=30, le=100_000)] = 5000
+) -> JSONResponse:
+    """Check every model; one entry per model (errors reported, not raised); 202 if some run on."""
+    tasks = {model: _start(model, window) for model in MODELS}
+    await asyncio.wait(tasks.values(), timeout=WAIT_S)
+    out = {m: _outcome(m, t) if t.done() else _running(m) for m, t in tasks.items()}
+    return JSONResponse(out, status_code=200 if all(t.done() for t in tasks.values()) else 202)
 
 
 @app.post("/drift/{model}/check")
 async def check_one(
     model: str, _: Admin, window: Annotated[int, Query(ge=30, le=100_000)] = 5000
-) -> dict:
-    """Check one model's newest ``window`` logged predictions against its reference."""
+) -> JSONResponse:
+    """Check one model's newest ``window`` logged predictions against its reference.
+
+    Answers 200 with the result, 202 while it runs on, 409 if the served version has no
+    reference sample.
+    """
+    task = _start(_known(model), window)
+    await asyncio.wait({task}, timeout=WAIT_S)
+    if not task.done():
+        return JSONResponse(_running(model), status_code=202)
     try:
-        return await asyncio.to_thread(check, _known(model), window)
+        return JSONResponse(task.result())
     except LookupError as exc:
         raise HTTPException(409, f"{model}: {exc}") from exc
 

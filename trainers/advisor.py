@@ -166,6 +166,9 @@ def train(
                            "safety_rules": len(advisor.rules.rule_ids)})  # fmt: skip
         mlflow.log_metrics({**{f"build_{k}": v for k, v in build.items()}, **metrics})
         mlflow.log_text(hits_table(advisor, p).to_csv(index=False), "retrieval/hits.csv")
+        # Drift reference: message lengths of the questions it was built for (the route logs them).
+        tracking.log_reference(pd.DataFrame({"message_chars": [len(q.question)
+                                                               for q in p.questions]}))  # fmt: skip
         example = pd.DataFrame({"message": ["How much can I invest in PPF every year?"]})
         info = log_directory_model(
             directory, "finbento.advisor.advisor:Advisor", MODEL_NAME, example,

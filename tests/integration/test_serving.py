@@ -255,9 +255,19 @@ def test_logged_traffic_drifts_when_amounts_shift_and_raises_an_alert(served):
             if r.xlen(stream) >= before + len(batch):
                 break
             time.sleep(0.25)
+        latest = admin(served, "GET", "/drift/credit-risk")
+        previous = latest.json()["checked_at"] if latest.status_code == 200 else None
         out = admin(served, "POST", "/drift/credit-risk/check", params={"window": len(batch)})
-        assert out.status_code == 200 and out.json()["checked"], out.text
-        return out.json()
+        if out.status_code == 200:
+            assert out.json()["checked"], out.text
+            return out.json()
+        assert out.status_code == 202 and out.json()["status"] == "running", out.text
+        for _ in range(240):  # still running after the route's wait: poll the latest result
+            latest = admin(served, "GET", "/drift/credit-risk")
+            if latest.status_code == 200 and latest.json()["checked_at"] != previous:
+                return latest.json()
+            time.sleep(0.5)
+        raise AssertionError("the drift check did not finish")
 
     normal, drifted = check(rows[:300]), check(shifted)
     assert drifted["level"] == "critical" and drifted["share_drifted"] > normal["share_drifted"]
