@@ -35,7 +35,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from monitoring.metrics import DATASET_DRIFT, DRIFT_SCORE, DRIFT_SHARE, FEATURE_DRIFTED
+from monitoring.metrics import (
+    DATASET_DRIFT,
+    DRIFT_LEVEL,
+    DRIFT_SCORE,
+    DRIFT_SHARE,
+    FEATURE_DRIFTED,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -45,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Level = Literal["ok", "warning", "critical"]
+LEVELS: tuple[Level, ...] = ("ok", "warning", "critical")  # ml_drift_level: the index
 MIN_ROWS = 30
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 #: Columns of the prediction log that are bookkeeping, not model inputs.
@@ -455,6 +462,7 @@ def export(result: DriftResult) -> None:
     _EXPORTED[model] = set(scores)
     DRIFT_SHARE.labels(model).set(result.share_drifted)
     DATASET_DRIFT.labels(model).set(int(result.dataset_drift))
+    DRIFT_LEVEL.labels(model).set(LEVELS.index(result.level))
 
 
 # -- reports on disk ----------------------------------------------------------------------------

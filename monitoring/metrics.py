@@ -16,7 +16,20 @@ low means drift, distance for Wasserstein/Jensen-Shannon, where high means drift
 ``ml_feature_drifted{model_name,feature}`` is 1 where the feature drifted, else 0;
 ``ml_drift_share{model_name}`` the share of features that drifted (0-1) and
 ``ml_dataset_drift{model_name}`` 1 if the dataset drifted (share >= Evidently's drift share),
-else 0.
+else 0; ``ml_drift_level{model_name}`` the check's level with the model's own thresholds
+(``FINBENTO_DRIFT_*_SHARE``, ``FINBENTO_DRIFT_THRESHOLDS``): 0 ok, 1 warning, 2 critical.
+
+Serving (:mod:`services.http_metrics`): ``ml_predictions_total{model_name,model_version,status}``
+counts items scored (status ``ok`` or ``degraded``), ``ml_prediction_latency_seconds{model_name}``
+times each request's work, ``ml_errors_total{model_name,error_type}`` counts failed requests
+(``invalid_input``: 400/413/422, ``not_found``: 404, ``unavailable``: 503, ``timeout``: 504,
+``internal``: other 5xx), ``ml_model_info{model_name,model_version,mlflow_run_id}`` is 1 per model
+version a Bento serves and ``ml_active_models`` how many model versions that is.
+
+Multiprocess: ``bentoml serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` for every worker it starts, so
+these metrics are summed over workers and dependent services on the Bento's ``/metrics``. Gauges
+say how to merge processes: ``max`` for the info gauges, ``mostrecent`` for drift (set by one
+check, in whichever process ran it).
 """
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -35,17 +48,27 @@ PREDICTION_LOG_FALLBACK = Counter(
     "Prediction-log records written to the local fallback file (Redis down)",
     ["model_name"],
 )
-DRIFT_SCORE = Gauge(
+
+
+def _last_check(name: str, documentation: str, labels: list[str]) -> Gauge:
+    """A drift gauge: set by one check, merged over processes by its most recent value."""
+    return Gauge(name, documentation, labels, multiprocess_mode="mostrecent")
+
+
+DRIFT_SCORE = _last_check(
     "ml_drift_score",
     "Evidently drift score of a feature or prediction (p-value or distance, see method)",
     ["model_name", "feature"],
 )
-FEATURE_DRIFTED = Gauge(
+FEATURE_DRIFTED = _last_check(
     "ml_feature_drifted", "1 if the feature drifted in the last check, else 0",
     ["model_name", "feature"],
 )  # fmt: skip
-DRIFT_SHARE = Gauge("ml_drift_share", "Share of features that drifted (0-1)", ["model_name"])
-DATASET_DRIFT = Gauge("ml_dataset_drift", "1 if the dataset drifted, else 0", ["model_name"])
+DRIFT_SHARE = _last_check("ml_drift_share", "Share of features that drifted (0-1)", ["model_name"])
+DATASET_DRIFT = _last_check("ml_dataset_drift", "1 if the dataset drifted, else 0", ["model_name"])
+DRIFT_LEVEL = _last_check(
+    "ml_drift_level", "Level of the last drift check: 0 ok, 1 warning, 2 critical", ["model_name"]
+)
 
 PREDICTIONS = Counter(
     "ml_predictions", "Items scored, per model version", ["model_name", "model_version", "status"]
@@ -55,4 +78,14 @@ PREDICTION_LATENCY = Histogram(
     "Time from request to answer of a public route",
     ["model_name"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ERRORS = Counter(
+    "ml_errors", "Failed requests of a public route, by error type", ["model_name", "error_type"]
+)
+MODEL_INFO = Gauge(
+    "ml_model_info", "1 per model version this Bento serves",
+    ["model_name", "model_version", "mlflow_run_id"], multiprocess_mode="max",
+)  # fmt: skip
+ACTIVE_MODELS = Gauge(
+    "ml_active_models", "Model versions this Bento serves", multiprocess_mode="max"
 )

@@ -40,7 +40,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from scheduler import jobs
+from scheduler import jobs, metrics
 from scheduler.config import DRIFT_JOB, SchedulerConfig, cron_trigger, retrain_job_id
 from scheduler.runs import JobRun, RunStore, create_once
 
@@ -280,6 +280,7 @@ def start_metrics_server(config: SchedulerConfig) -> int | None:
         return None
     from prometheus_client import start_http_server
 
+    metrics.declare([DRIFT_JOB, *(retrain_job_id(m) for m in config.retrain_cron)])
     server, _ = start_http_server(config.metrics_port, addr=config.metrics_host)
     port = server.server_port
     log.info("metrics on http://%s:%d/metrics", config.metrics_host, port)

@@ -3,6 +3,7 @@
 import bentoml
 
 from monitoring.api import app as monitoring_app
+from services import http_metrics
 from services.advisor_routes import AdvisorRoutes
 from services.category_routes import CategoryRoutes
 from services.intent_routes import IntentRoutes
@@ -24,3 +25,6 @@ class FinBento(
     AdvisorRoutes,
 ):
     """All public routes of finbento."""
+
+
+http_metrics.install(FinBento, "all")

@@ -2,6 +2,7 @@
 
 import bentoml
 
+from services import http_metrics
 from services.category_routes import CategoryRoutes
 from services.intent_routes import IntentRoutes
 from services.ner_routes import NerRoutes
@@ -10,3 +11,6 @@ from services.ner_routes import NerRoutes
 @bentoml.service(name="finbento-language", workers=1, traffic={"timeout": 10})
 class LanguageAPI(IntentRoutes, NerRoutes, CategoryRoutes):
     """Public routes of the language models."""
+
+
+http_metrics.install(LanguageAPI, "language")

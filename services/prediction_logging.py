@@ -1,6 +1,7 @@
 """What the public routes scored, into the prediction log (monitoring/prediction_log.py).
 
-Also counts ``ml_predictions_total{model_name,model_version,status}`` and observes
+Also counts ``ml_predictions_total{model_name,model_version,status}`` (status ``degraded`` for
+items whose prediction says ``"degraded": true``, else ``ok``) and observes
 ``ml_prediction_latency_seconds{model_name}``, so champion and shadow challenger are told apart.
 
 Each route calls :func:`record` once per request with one inputs/prediction pair per item; the
@@ -38,7 +39,11 @@ def record(
             (milliseconds) is logged with every item.
     """
     latency_ms = (time.perf_counter() - started) * 1000
-    PREDICTIONS.labels(model, version, "ok").inc(len(predictions))
+    degraded = sum(1 for p in predictions if p.get("degraded"))
+    if degraded:
+        PREDICTIONS.labels(model, version, "degraded").inc(degraded)
+    if len(predictions) > degraded:
+        PREDICTIONS.labels(model, version, "ok").inc(len(predictions) - degraded)
     PREDICTION_LATENCY.labels(model).observe(latency_ms / 1000)
     settings = get_settings()
     if not settings.prediction_log_enabled:

@@ -2,6 +2,7 @@
 
 import bentoml
 
+from services import http_metrics
 from services.routes import CreditRiskRoutes
 from services.transaction_routes import TransactionRoutes
 
@@ -9,3 +10,6 @@ from services.transaction_routes import TransactionRoutes
 @bentoml.service(name="finbento-risk", workers=1, traffic={"timeout": 10})
 class RiskAPI(CreditRiskRoutes, TransactionRoutes):
     """Public routes of the risk models."""
+
+
+http_metrics.install(RiskAPI, "risk")

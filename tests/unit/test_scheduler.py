@@ -221,6 +221,17 @@ def test_metrics_server_exposes_the_job_metrics(config, store):
         text = r.read().decode()
     assert 'ml_job_runs_total{job="retrain-metrics-test",outcome="success"} 1.0' in text
     assert 'ml_job_last_success_timestamp_seconds{job="retrain-metrics-test"}' in text
+    # every scheduled job's series exist at 0 before its first run (increase() sees the first)
+    assert 'ml_job_runs_total{job="drift-check",outcome="failed"} 0.0' in text
+
+
+def test_a_rejected_retrain_counts_as_run_on_time_and_a_failed_one_does_not():
+    from scheduler import metrics
+
+    metrics.observe("retrain-on-time-test", "rejected", 1_700_000_000.0)
+    metrics.observe("retrain-on-time-test", "failed", 1_800_000_000.0)
+    value = metrics.JOB_LAST_SUCCESS.labels(job="retrain-on-time-test")._value.get()
+    assert value == 1_700_000_000.0
 
 
 # --- run records and locks -------------------------------------------------------------------
