@@ -62,15 +62,19 @@ SHORT_NAMES: dict[str, str] = {
 #: Models whose challenger can be packaged beside the champion to score in shadow.
 CHALLENGER_ARGS: dict[str, str] = {"fraud": "fraud_challenger_model"}
 SOURCE_DIRS = ("finbento", "services", "monitoring")
+#: Packaged files outside SOURCE_DIRS, and the build files themselves (glob patterns).
+SOURCE_FILES = ("bentofile.yaml", "bentos/*.yaml", "scheduler/__init__.py", "scheduler/config.py",
+                "trainers/__init__.py")  # fmt: skip
 
 
 def source_digest(root: Path = PROJECT_ROOT) -> str:
-    """sha256 over the packaged source files (paths and contents), hex."""
+    """sha256 over the packaged source files and the build files (paths and contents), hex."""
     h = hashlib.sha256()
-    for d in SOURCE_DIRS:
-        for path in sorted((root / d).rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
+    paths = [p for d in SOURCE_DIRS for p in sorted((root / d).rglob("*.py"))]
+    paths += [p for pattern in SOURCE_FILES for p in sorted(root.glob(pattern))]
+    for path in paths:
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 
