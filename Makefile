@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test lint bench bench-short scheduler clean
+.PHONY: up test lint bench bench-short scheduler smoke-image clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench-short: $(BIN)/.installed ## the same, short (CI; intent fine-tuned for 1 e
 
 scheduler: $(BIN)/.installed   ## the unattended loop: drift checks, retrains, rebuilds, local deploys
 	$(BIN)/finbento scheduler run
+
+smoke-image: $(BIN)/.installed ## build the risk image, run it, /readyz + one prediction (starts a local engine if needed)
+	@docker info >/dev/null 2>&1 || eval "$$(deploy/engine/local-docker.sh start)"; \
+	  $(BIN)/python deploy/smoke_image.py --bundle risk $${FINBENTO_CA_BUNDLE:+--ca-bundle $$FINBENTO_CA_BUNDLE}
 
 clean:
 	rm -rf .finbento bench/results
