@@ -33,12 +33,15 @@ EXAMPLES: dict[str, tuple[str, dict, str]] = {
     "forecast": (
         "/predict/spending",
         {
+            "user_id": "smoke",
+            "months": 3,
+            "ingest": False,
             "history": [
-                {"month": f"2025-{m:02d}", "category": "Food", "amount": 9000 + 150 * m}
+                {"date": f"2025-{m:02d}-05", "category": "Groceries", "amount": 9000 + 150 * m}
                 for m in range(1, 13)
-            ]
+            ],
         },
-        "forecasts",
+        "forecast",
     ),
     "advisor": (
         "/advice",
