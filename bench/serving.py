@@ -3,7 +3,9 @@
 ``--model credit-risk`` (default) drives /predict/credit-risk of the all-in-one Bento;
 ``--model intent`` drives /predict/intent of the language Bento. The Bento is started with real
 ``bentoml serve`` on a free port (once per batching mode) and driven with ``wrk`` (or an asyncio
-client when wrk is not installed) at each concurrency; the script prints requests/s,
+client when wrk is not installed) at each concurrency, with batching on and off (the Redis
+prediction cache off, so every request is scored) and with the cache on (every request after
+the first a hit: its best case); the script prints requests/s,
 p50/p95/p99 and errors, plus the mean adaptive batch size BentoML reports on /metrics. Results go
 to bench/results/serving-MODEL.json.
 
@@ -122,7 +124,10 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--short", action="store_true", help="CI: 3 s at concurrency 1 and 32")
-    parser.add_argument("--modes", nargs="+", default=["on", "off"], choices=["on", "off"])
+    parser.add_argument("--modes", nargs="+", default=["on", "off", "cached"],
+                        choices=["on", "off", "cached"],
+                        help="batching on / off (prediction cache off: every request scored), "
+                        "cached: batching on and the Redis prediction cache on")  # fmt: skip
     parser.add_argument("--out", help="JSON results (default bench/results/serving-MODEL.json)")
     args = parser.parse_args()
     if args.short:
@@ -152,13 +157,15 @@ def main() -> int:
         f"{args.seconds} s per point; {os.cpu_count()} cores shared with the server"
     )
     print(
-        f"{'batching':>8} {'conc':>5} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'mode':>8} {'conc':>5} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
         f"{'errors':>7} {'mean batch':>10}"
     )
     results = []
     for mode in args.modes:
         port = free_port()
-        proc = start_bento_server(tag, port, {switch: str(mode == "on")})
+        env = {switch: str(mode != "off"),
+               "FINBENTO_PREDICTION_CACHE_TTL_S": "3600" if mode == "cached" else "0"}  # fmt: skip
+        proc = start_bento_server(tag, port, env)
         url = f"http://127.0.0.1:{port}{route}"
         try:
             for _ in range(200):  # warm-up

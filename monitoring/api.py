@@ -17,12 +17,12 @@ stays short. Its HTML report lands in the drift reports directory next to the JS
 from __future__ import annotations
 
 import asyncio
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from finbento.auth import admin_refusal
 from finbento.settings import get_settings
 from monitoring.alerts import clear_alerts, list_alerts, update_alerts
 
@@ -43,14 +43,11 @@ def require_admin(request: Request) -> None:
     Raises:
         HTTPException: 403 when no token is configured, 401 when it is missing or wrong.
     """
-    token = get_settings().admin_token
-    if token is None or not token.get_secret_value():
-        raise HTTPException(403, "admin routes are disabled: set FINBENTO_ADMIN_TOKEN")
-    scheme, _, sent = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        sent.strip().encode(), token.get_secret_value().encode()
-    ):
-        raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+    refusal = admin_refusal(request.headers.get("authorization", ""))
+    if refusal is not None:
+        status, why = refusal
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        raise HTTPException(status, why, headers=headers)
 
 
 Admin = Annotated[None, Depends(require_admin)]

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from services.schemas import _ID
+from services.schemas import _ID, no_control_chars
 
 #: Longest message accepted, in characters.
 MAX_MESSAGE_CHARS = 4_000
@@ -28,7 +28,10 @@ class AdviceRequest(BaseModel):
     )
     session_id: str = Field(pattern=_ID, description="The chat session (history is kept per id)")
     message: Annotated[
-        str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS), AfterValidator(_not_blank)
+        str,
+        Field(min_length=1, max_length=MAX_MESSAGE_CHARS),
+        AfterValidator(_not_blank),
+        AfterValidator(no_control_chars),
     ] = Field(description="The user's message, 1-4,000 characters")
 
 

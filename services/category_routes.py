@@ -25,6 +25,7 @@ from services.category_schemas import (
     CategoryTransaction,
     Description,
 )
+from services.prediction_cache import get_cache
 
 
 class CategoryRoutes:
@@ -34,8 +35,14 @@ class CategoryRoutes:
 
     async def _categorize(self, items: list[CategoryTransaction]) -> list[CategoryPrediction]:
         started = time.perf_counter()
-        scores = await self.categorizer.to_async.categorize(items)
         version = mlflow_version(ARGS.categorizer_model)
+
+        async def categorize(missing: list[int]) -> list[dict]:
+            scores = await self.categorizer.to_async.categorize([items[i] for i in missing])
+            return [CategoryScores.model_validate(s).model_dump() for s in scores]
+
+        scores = await get_cache().cached(MODEL_NAME, version,
+                                          [i.model_dump() for i in items], categorize)  # fmt: skip
         predictions = [
             CategoryPrediction(**CategoryScores.model_validate(s).model_dump(), model=MODEL_NAME,
                                model_version=version)

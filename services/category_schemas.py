@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from finbento.categorizer import MAX_DESCRIPTION_CHARS, MODEL_NAME
-from services.schemas import MAX_BATCH
+from services.schemas import MAX_BATCH, no_control_chars
 
 #: Largest |amount| accepted, in the account's currency.
 MAX_ABS_AMOUNT = 1e9
@@ -20,6 +20,7 @@ MAX_ABS_AMOUNT = 1e9
 Description = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_DESCRIPTION_CHARS),
+    AfterValidator(no_control_chars),
     Field(
         description="Transaction description as on the statement or as the user typed it "
         f"(1-{MAX_DESCRIPTION_CHARS:,} characters after trimming)",

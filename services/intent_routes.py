@@ -20,6 +20,7 @@ from services.intent_schemas import (
     Queries,
     Query,
 )
+from services.prediction_cache import get_cache
 
 
 class IntentRoutes:
@@ -34,8 +35,13 @@ class IntentRoutes:
 
     async def _intents(self, queries: list[str]) -> list[IntentPrediction]:
         started = time.perf_counter()
-        probabilities = np.asarray(await self.intent.to_async.probabilities(queries))
         version = mlflow_version(ARGS.intent_model)
+
+        async def infer(missing: list[int]) -> list[list[float]]:
+            batch = [queries[i] for i in missing]
+            return np.asarray(await self.intent.to_async.probabilities(batch)).tolist()
+
+        probabilities = np.asarray(await get_cache().cached(MODEL_NAME, version, queries, infer))
         predictions = [
             IntentPrediction(
                 intent=r.intent, confidence=r.confidence, out_of_scope=r.out_of_scope,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+
+from services.schemas import no_control_chars
 
 #: Longest query accepted, in characters (Banking77 queries are under 450; the model reads the
 #: first 64 tokens anyway).
@@ -12,7 +14,9 @@ MAX_QUERY_CHARS = 1000
 MAX_QUERIES = 256
 
 Query = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_CHARS)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_CHARS),
+    AfterValidator(no_control_chars),
 ]
 Queries = Annotated[list[Query], Field(min_length=1, max_length=MAX_QUERIES)]
 

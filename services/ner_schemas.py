@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from finbento.ner import LABELS
-from services.schemas import MAX_BATCH
+from services.schemas import MAX_BATCH, no_control_chars
 
 #: Longest text accepted, in characters (chat messages; longer ones answer 400).
 MAX_TEXT_CHARS = 2_000
@@ -47,6 +47,7 @@ NerText = Annotated[
           description=f"A user's message, 1 to {MAX_TEXT_CHARS} characters, not only whitespace; "
                       "entity offsets refer to it unchanged"),
     AfterValidator(_not_blank),
+    AfterValidator(no_control_chars),
 ]  # fmt: skip
 NerTexts = Annotated[
     list[NerText],

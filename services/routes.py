@@ -20,6 +20,7 @@ from finbento.features.credit_risk import Applicant, raw_matrix
 from services import prediction_logging
 from services.args import ARGS, mlflow_version
 from services.credit_risk import CreditRiskModel
+from services.prediction_cache import get_cache
 from services.profiles import ProfileWriter
 from services.runtime import tune_gc
 from services.schemas import (
@@ -46,8 +47,14 @@ class CreditRiskRoutes(ProfileWriter):
 
     async def _score(self, applicants: list[Applicant]) -> list[CreditRiskPrediction]:
         started = time.perf_counter()
-        scores = await self.credit_risk.to_async.score(raw_matrix(applicants))
-        predictions = [self._prediction(row) for row in np.asarray(scores)]
+
+        async def score(missing: list[int]) -> list[list[float]]:
+            rows = raw_matrix([applicants[i] for i in missing])
+            return np.asarray(await self.credit_risk.to_async.score(rows)).tolist()
+
+        scores = await get_cache().cached(MODEL_NAME, self.credit_risk_version,
+                                          [a.model_dump() for a in applicants], score)  # fmt: skip
+        predictions = [self._prediction(np.asarray(row)) for row in scores]
         prediction_logging.record(
             MODEL_NAME, self.credit_risk_version, [a.model_dump() for a in applicants],
             [p.model_dump(include={"default_probability", "risk_score", "risk_band"})

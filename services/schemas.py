@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from finbento.features.credit_risk import Applicant
 
 MAX_BATCH = 1000
+#: C0 and C1 control characters but tab, newline and carriage return (Unicode category Cc).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def no_control_chars(text: str) -> str:
+    """Pydantic validator of free text: refuses control characters (tab and newlines pass).
+
+    Raises:
+        ValueError: naming the first control character's code point and position.
+    """
+    bad = _CONTROL.search(text)
+    if bad:
+        raise ValueError(f"control character U+{ord(bad.group()):04X} at position {bad.start()} "
+                         "is not allowed (only tab and newlines are)")  # fmt: skip
+    return text
+
 
 ApplicantBatch = Annotated[list[Applicant], Field(min_length=1, max_length=MAX_BATCH)]
 
@@ -45,6 +62,23 @@ class CreditRiskBatchPrediction(BaseModel):
 
 
 _ID = r"^[A-Za-z0-9_.:\-]{1,64}$"
+#: Transaction times accepted (UTC): what a card system can send, inside pandas' datetime64 range.
+EARLIEST, LATEST = datetime(1970, 1, 1), datetime(2100, 1, 1)
+
+
+def plausible_time(value: datetime) -> datetime:
+    """Pydantic validator: a transaction time between :data:`EARLIEST` and :data:`LATEST` (UTC).
+
+    Raises:
+        ValueError: outside that range (also for dates whose UTC conversion overflows).
+    """
+    try:
+        utc = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError("must be between 1970-01-01 and 2099-12-31 (UTC)")
+    return value
 
 
 class TransactionIn(BaseModel):
@@ -53,7 +87,9 @@ class TransactionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     transaction_id: str = Field(pattern=_ID, description="Unique id (idempotency key)")
-    tx_datetime: datetime = Field(description="ISO 8601; with a zone it is converted to UTC")
+    tx_datetime: Annotated[datetime, AfterValidator(plausible_time)] = Field(
+        description="ISO 8601, 1970-2099; with a zone it is converted to UTC"
+    )
     customer_id: str = Field(pattern=_ID, description="Card holder id")
     terminal_id: str = Field(pattern=_ID, description="Merchant terminal id")
     tx_amount: float = Field(ge=0, le=1_000_000, description="Amount, in the account currency")

@@ -55,7 +55,7 @@ class Applicant(BaseModel):
     )
 
     limit_bal: float = Field(
-        gt=0, le=10_000_000, description="Credit limit incl. family/supplementary cards, NT$"
+        ge=1, le=10_000_000, description="Credit limit incl. family/supplementary cards, NT$"
     )
     sex: int = Field(
         ge=1, le=2, description="1 male, 2 female; for the fairness check only, not a model input"

@@ -58,7 +58,8 @@ def test_raw_matrix_keeps_row_order():
         ("age", 17, "greater_than_equal"),
         ("age", "35", "int_type"),
         ("pay_0", 10, "less_than_equal"),
-        ("limit_bal", 0, "greater_than"),
+        ("limit_bal", 0, "greater_than_equal"),
+        ("limit_bal", 5e-324, "greater_than_equal"),  # ratios to it would overflow to inf
         ("limit_bal", float("nan"), "finite_number"),
         ("pay_amt1", -1.0, "greater_than_equal"),
         ("sex", 3, "less_than_equal"),

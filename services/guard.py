@@ -1,0 +1,118 @@
+"""What every public request passes before a route sees it: a size limit and, when set, an API key.
+
+:class:`RequestGuard` (ASGI) answers, without calling the app:
+
+- **413** when the body is larger than ``FINBENTO_MAX_REQUEST_BYTES`` (default 1 MiB): at once from
+  ``Content-Length``, or while reading a chunked body, which it buffers up to the limit;
+- **415** on a model route whose ``Content-Type`` is set and not ``application/json`` (BentoML
+  would try multipart parsing and fail with a 500);
+- **401** on a model route (``services.http_metrics.route_model``) when ``FINBENTO_API_KEYS`` is
+  set and the request carries none of them in ``X-API-Key`` or ``Authorization: Bearer``.
+  Keys are compared with :func:`hmac.compare_digest` (constant time) on their SHA-256 digests,
+  so neither a key's content nor its length leaks through timing. Health, metrics and the
+  OpenAPI pages stay open; admin routes have their own token (``monitoring/api.py``).
+
+Both answers are JSON ``{"detail": [{"loc", "msg", "type"}]}`` like pydantic's, naming the rule.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from finbento.auth import bearer, digest, matches_any
+from services.http_metrics import route_model
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+async def _answer(send: Send, status: int, loc: list[str], msg: str, kind: str,
+                  headers: list[tuple[bytes, bytes]] = ()) -> None:  # fmt: skip
+    body = json.dumps({"detail": [{"loc": loc, "msg": msg, "type": kind}]}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        *headers]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """ASGI middleware: request-size limit (413), JSON only (415) and optional API keys (401).
+
+    Args:
+        app: the ASGI app it wraps.
+        max_bytes: largest accepted body (bytes); None reads ``FINBENTO_MAX_REQUEST_BYTES``.
+        api_keys: accepted keys; None reads ``FINBENTO_API_KEYS`` (empty: no key needed).
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int | None = None,
+                 api_keys: list[str] | None = None) -> None:  # fmt: skip
+        from finbento.settings import get_settings
+
+        settings = get_settings()
+        self.app = app
+        self.max_bytes = settings.max_request_bytes if max_bytes is None else max_bytes
+        keys = [k.get_secret_value() for k in settings.api_keys] if api_keys is None else api_keys
+        self.key_digests = [digest(k) for k in keys]
+
+    def _authorised(self, headers: dict[bytes, bytes]) -> bool:
+        given = headers.get(b"x-api-key", b"").decode("latin-1")
+        given = given or bearer(headers.get(b"authorization", b"").decode("latin-1"))
+        return matches_any(given, self.key_digests)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse a too-large body or a missing key; otherwise pass the (buffered) request on."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        guarded = self.key_digests and route_model(scope.get("path", "")) is not None
+        if guarded and not self._authorised(headers):
+            await _answer(send, 401, ["header", "x-api-key"], "a valid API key is required "
+                          "(X-API-Key or Authorization: Bearer)", "api_key",
+                          [(b"www-authenticate", b"Bearer")])  # fmt: skip
+            return
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if (
+            scope.get("method") == "POST"
+            and route_model(scope.get("path", ""))
+            and ctype
+            and (ctype != b"application/json")
+        ):
+            await _answer(send, 415, ["header", "content-type"], "the body must be JSON "
+                          "(Content-Type: application/json)", "unsupported_media_type")  # fmt: skip
+            return
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > self.max_bytes:
+                await self._too_large(send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:  # chunked body: buffer it, refusing it once over the limit
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replayed() -> Message:
+            return replay.pop() if replay else await receive()
+
+        await self.app(scope, replayed, send)
+
+    async def _too_large(self, send: Send) -> None:
+        await _answer(send, 413, ["body"], f"request body larger than {self.max_bytes} bytes",
+                      "request_too_large")  # fmt: skip

@@ -1,0 +1,81 @@
+"""Request-size limit and API keys of the public routes (services/guard.py)."""
+
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from services.guard import RequestGuard
+
+
+async def echo(request):
+    body = await request.body()
+    return JSONResponse({"bytes": len(body), "head": body[:8].decode("latin-1")})
+
+
+def client(max_bytes: int = 1000, api_keys: list[str] | None = None) -> TestClient:
+    app = Starlette(routes=[Route(p, echo, methods=["GET", "POST"])
+                            for p in ("/predict/intent", "/readyz", "/metrics")])  # fmt: skip
+    app.add_middleware(RequestGuard, max_bytes=max_bytes, api_keys=api_keys or [])
+    return TestClient(app)
+
+
+def test_a_body_at_the_limit_passes_intact_and_one_byte_more_is_413():
+    c = client(max_bytes=1000)
+    ok = c.post("/predict/intent", content=b"x" * 1000)
+    assert ok.status_code == 200 and ok.json()["bytes"] == 1000
+    r = c.post("/predict/intent", content=b"x" * 1001)
+    assert r.status_code == 413
+    assert r.json()["detail"][0] == {"loc": ["body"], "type": "request_too_large",
+                                     "msg": "request body larger than 1000 bytes"}  # fmt: skip
+
+
+def test_a_chunked_body_is_counted_while_read_and_replayed_when_small():
+    c = client(max_bytes=1000)
+
+    def chunks(n: int):
+        for _ in range(n):
+            yield b"abcdefghij" * 10  # 100 bytes a chunk, no Content-Length
+
+    assert c.post("/predict/intent", content=chunks(11)).status_code == 413
+    r = c.post("/predict/intent", content=chunks(9))
+    assert r.status_code == 200 and r.json() == {"bytes": 900, "head": "abcdefgh"}
+
+
+def test_a_malformed_content_length_is_refused():
+    r = client().post("/predict/intent", content=b"{}", headers={"content-length": "-1"})
+    assert r.status_code in (400, 413)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"x-api-key": "wrong"}, 401), ({"authorization": "Bearer wrong"}, 401),
+     ({"x-api-key": ""}, 401), ({"x-api-key": "k2"}, 200), ({"authorization": "Bearer k1"}, 200),
+     ({"authorization": "bearer k1"}, 200), ({"authorization": "Basic k1"}, 401)],
+)  # fmt: skip
+def test_model_routes_need_one_of_the_keys_when_keys_are_set(headers, status):
+    r = client(api_keys=["k1", "k2"]).post("/predict/intent", content=b"{}", headers=headers)
+    assert r.status_code == status
+    if status == 401:
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert r.json()["detail"][0]["loc"] == ["header", "x-api-key"]
+
+
+def test_health_and_metrics_stay_open_and_no_keys_means_no_check():
+    keyed = client(api_keys=["k1"])
+    assert keyed.get("/readyz").status_code == 200 and keyed.get("/metrics").status_code == 200
+    assert client().post("/predict/intent", content=b"{}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("ctype", "status"),
+    [("application/json", 200), ("application/json; charset=utf-8", 200), (None, 200),
+     ("multipart/form-data", 415), ("text/plain", 415), ("application/x-www-form-urlencoded", 415)],
+)  # fmt: skip
+def test_model_routes_take_json_bodies_only(ctype, status):
+    headers = {"content-type": ctype} if ctype else {}
+    r = client().post("/predict/intent", content=b"{}", headers=headers)
+    assert r.status_code == status
+    if status == 415:
+        assert r.json()["detail"][0]["loc"] == ["header", "content-type"]
