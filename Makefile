@@ -21,26 +21,30 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(BIN)/.installed       ## serving, transactions, fraud-vs-handbook, spending and prediction-log benchmarks (20 s per point)
+bench: $(BIN)/.installed       ## serving, transactions, fraud-vs-handbook, spending, recommend and prediction-log benchmarks (20 s per point)
 	$(BIN)/finbento up --no-serve
 	$(BIN)/finbento build --bundle language
 	$(BIN)/finbento build --bundle forecast
+	$(BIN)/finbento build --bundle recommend
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/serving.py --model intent --concurrency 1 8 32
 	$(BIN)/python bench/transactions.py
 	$(BIN)/python bench/fraud_handbook.py
 	$(BIN)/python bench/spending.py
+	$(BIN)/python bench/recommend.py
 	$(BIN)/python bench/prediction_log.py
 
 bench-short: $(BIN)/.installed ## the same, short (CI; intent fine-tuned for 1 epoch)
 	FINBENTO_INTENT_EPOCHS=1 $(BIN)/finbento up --no-serve
 	$(BIN)/finbento build --bundle language
 	$(BIN)/finbento build --bundle forecast
+	$(BIN)/finbento build --bundle recommend
 	$(BIN)/python bench/serving.py --short
 	$(BIN)/python bench/serving.py --model intent --short
 	$(BIN)/python bench/transactions.py --short
 	$(BIN)/python bench/fraud_handbook.py --short
 	$(BIN)/python bench/spending.py --short
+	$(BIN)/python bench/recommend.py --short
 	$(BIN)/python bench/prediction_log.py --short
 
 scheduler: $(BIN)/.installed   ## the unattended loop: drift checks, retrains, rebuilds, local deploys

@@ -37,12 +37,13 @@ class Bundle:
 BUNDLES: dict[str, Bundle] = {
     "all": Bundle("bentofile.yaml", "finbento",
                   ("credit-risk", "fraud", "anomaly", "intent", "ner", "categorizer", "spending",
-                   "advisor")),
+                   "advisor", "recommender")),
     "risk": Bundle("bentos/risk.yaml", "finbento-risk", ("credit-risk", "fraud", "anomaly")),
     "language": Bundle("bentos/language.yaml", "finbento-language",
                        ("intent", "ner", "categorizer")),
     "forecast": Bundle("bentos/forecast.yaml", "finbento-forecast", ("spending",)),
     "advisor": Bundle("bentos/advisor.yaml", "finbento-advisor", ("advisor",)),
+    "recommend": Bundle("bentos/recommend.yaml", "finbento-recommend", ("recommender",)),
 }  # fmt: skip
 #: Build argument (services/args.py) and short name of each model.
 MODEL_ARGS: dict[str, str] = {
@@ -54,10 +55,11 @@ MODEL_ARGS: dict[str, str] = {
     "categorizer": "categorizer_model",
     "spending": "spending_model",
     "advisor": "advisor_model",
+    "recommender": "recommender_model",
 }
 SHORT_NAMES: dict[str, str] = {
     "credit-risk": "cr", "fraud": "fr", "anomaly": "an", "intent": "in", "ner": "ne",
-    "categorizer": "ca", "spending": "sp", "advisor": "ad",
+    "categorizer": "ca", "spending": "sp", "advisor": "ad", "recommender": "re",
 }  # fmt: skip
 #: Models whose challenger can be packaged beside the champion to score in shadow.
 CHALLENGER_ARGS: dict[str, str] = {"fraud": "fraud_challenger_model"}

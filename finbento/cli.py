@@ -398,6 +398,14 @@ def up(
                 "message": "How much can I invest in PPF every year?",
             },
         ),
+        "recommender": (
+            "/recommend",
+            {
+                "products_held": ["ind_cco_fin_ult1", "ind_recibo_ult1"],
+                "profile": {"age": 42, "job": "technician", "marital": "married"},
+                "k": 3,
+            },
+        ),
     }
     tries = "".join(
         f"  curl -s -X POST http://{host}:{port}{route} "

@@ -218,3 +218,55 @@ def _require(df: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}")
+
+
+def load_santander_products(path: Path) -> pd.DataFrame:
+    """Santander monthly product ownership (``products_sample.csv.gz``), one row per customer-month.
+
+    Returns:
+        DataFrame with ``month`` (Timestamp), ``customer_id`` (int) and the 24 ``ind_*_ult1``
+        flags as 0/1 ints (the few missing payroll flags read 0).
+
+    Raises:
+        ValueError: if a column is missing.
+    """
+    from finbento.recommender import PRODUCT_CODES
+
+    df = pd.read_csv(path)
+    _require(df, ("fecha_dato", "ncodpers", *PRODUCT_CODES), path)
+    out = pd.DataFrame({"month": pd.to_datetime(df["fecha_dato"]), "customer_id": df["ncodpers"]})
+    flags = df[list(PRODUCT_CODES)].fillna(0).astype(int)
+    return pd.concat([out, flags], axis=1)
+
+
+def load_santander_interactions(path: Path) -> pd.DataFrame:
+    """Santander first-ownership events (``interactions.csv.gz``), one row per customer-product.
+
+    Returns:
+        DataFrame with ``customer_id`` (int), ``product`` (code) and ``month`` (Timestamp, UTC
+        date of the month the product was first held).
+
+    Raises:
+        ValueError: if a column is missing.
+    """
+    df = pd.read_csv(path)
+    _require(df, ("USER_ID", "ITEM_ID", "TIMESTAMP"), path)
+    return pd.DataFrame({
+        "customer_id": df["USER_ID"], "product": df["ITEM_ID"],
+        "month": pd.to_datetime(df["TIMESTAMP"], unit="s").dt.normalize(),
+    })  # fmt: skip
+
+
+def load_bank_marketing(path: Path) -> pd.DataFrame:
+    """UCI bank marketing (``bank-additional-full.csv.gz``, ``;``-separated), one row per call.
+
+    Returns:
+        the data's columns, with the target ``y`` as 0/1 (1 = subscribed a term deposit).
+
+    Raises:
+        ValueError: if a column is missing.
+    """
+    df = pd.read_csv(path, sep=";")
+    _require(df, ("age", "job", "marital", "education", "default", "housing", "loan",
+                  "previous", "pdays", "poutcome", "euribor3m", "y"), path)  # fmt: skip
+    return df.assign(y=(df["y"] == "yes").astype(int))

@@ -8,12 +8,15 @@ from services.advisor_routes import AdvisorRoutes
 from services.category_routes import CategoryRoutes
 from services.intent_routes import IntentRoutes
 from services.ner_routes import NerRoutes
+from services.prediction_cache import app as cache_app
+from services.recommend_routes import RecommendRoutes
 from services.routes import CreditRiskRoutes
 from services.spending_routes import SpendingRoutes
 from services.transaction_routes import TransactionRoutes
 
 
 @bentoml.asgi_app(monitoring_app, path="/monitoring")  # admin drift routes
+@bentoml.asgi_app(cache_app, path="/cache")  # admin: POST /cache/clear
 @bentoml.service(name="finbento", workers=1, traffic={"timeout": 10})
 class FinBento(
     CreditRiskRoutes,
@@ -23,6 +26,7 @@ class FinBento(
     CategoryRoutes,
     SpendingRoutes,
     AdvisorRoutes,
+    RecommendRoutes,
 ):
     """All public routes of finbento."""
 

@@ -23,6 +23,7 @@ class BentoArgs(BaseModel):
     categorizer_model: str = "categorizer:latest"
     spending_model: str = "spending:latest"
     advisor_model: str = "advisor:latest"
+    recommender_model: str = "recommender:latest"
 
 
 ARGS: BentoArgs = bentoml.use_arguments(BentoArgs)

@@ -43,6 +43,7 @@ ROUTE_MODELS: tuple[tuple[str, str], ...] = (
     ("/predict/category", "categorizer"),
     ("/predict/spending", "spending"),
     ("/advice", "advisor"),
+    ("/recommend", "recommender"),
 )
 
 
@@ -142,5 +143,12 @@ class ModelMetricsMiddleware:
 
 
 def install(service: Any, bundle: str) -> None:
-    """Add :class:`ModelMetricsMiddleware` to a public ``@bentoml.service`` of ``bundle``."""
+    """Add the public-request middlewares to a ``@bentoml.service`` of ``bundle``.
+
+    :class:`ModelMetricsMiddleware` outermost, so the refusals of
+    :class:`services.guard.RequestGuard` (413, 401) are counted too.
+    """
+    from services.guard import RequestGuard
+
     service.add_asgi_middleware(ModelMetricsMiddleware, models=BUNDLES[bundle].models)
+    service.add_asgi_middleware(RequestGuard)

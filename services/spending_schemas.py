@@ -18,7 +18,9 @@ class SpendingItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    date: dt.date = Field(description="YYYY-MM-DD")
+    # Bounded: pandas timestamps end in 2262, and a date outside them was a 500 (schemathesis).
+    date: dt.date = Field(ge=dt.date(1900, 1, 1), le=dt.date(2100, 12, 31),
+                          description="YYYY-MM-DD, 1900-2100")  # fmt: skip
     amount: float = Field(ge=0, le=1e9, description="INR spent (positive = spend)")
     category: str = Field(min_length=1, max_length=64, description="App category, e.g. Groceries")
 

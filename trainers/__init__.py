@@ -14,4 +14,5 @@ TRAINERS: dict[str, str] = {
     "categorizer": "trainers.categorizer",
     "spending": "trainers.spending",
     "advisor": "trainers.advisor",
+    "recommender": "trainers.recommender",
 }

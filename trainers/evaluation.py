@@ -194,3 +194,43 @@ def forecast_metrics(
         "coverage": float(np.mean(inside)),
         "n": float(len(a)),
     }
+
+
+def ranking_metrics(
+    scores: np.ndarray, relevant: np.ndarray, k: int = 3, map_k: int = 7
+) -> dict[str, float]:
+    """Top-k metrics of recommendations: hit rate, recall and MAP (Kaggle's MAP@7 by default).
+
+    Args:
+        scores: (m, n) scores of n items for m users; -inf marks items that may not be
+            recommended (held, ineligible). Ties rank in item order.
+        relevant: (m, n) 0/1: the held-out items of each user (each row at least one).
+        k: cut-off of ``hit_at_<k>`` and ``recall_at_<k>``.
+        map_k: cut-off of ``map_at_<map_k>``.
+
+    Returns:
+        ``hit_at_<k>`` (share of users with a held-out item in their top k), ``recall_at_<k>``
+        (mean share of a user's held-out items in the top k), ``map_at_<map_k>`` (mean over users
+        of AP@map_k = sum of precision@i at each hit i <= map_k, over min(held-out, map_k); the
+        Santander competition's metric) and ``n`` (users). With one held-out item per user,
+        recall@k equals hit@k and AP is 1 / rank.
+
+    Raises:
+        ValueError: if shapes differ or a row has no held-out item.
+    """
+    s, rel = np.asarray(scores, dtype=np.float64), np.asarray(relevant) > 0
+    if s.shape != rel.shape or not rel.any(axis=1).all():
+        raise ValueError("scores and relevant must have one shape, every row a held-out item")
+    top = np.argsort(-s, axis=1, kind="stable")[:, : max(k, map_k)]
+    top_finite = np.take_along_axis(np.isfinite(s), top, axis=1)
+    hits = np.take_along_axis(rel, top, axis=1) & top_finite
+    n_rel = rel.sum(axis=1)
+    ranks = np.arange(1, hits.shape[1] + 1)
+    precision = np.cumsum(hits[:, :map_k], axis=1) / ranks[:map_k]
+    ap = (precision * hits[:, :map_k]).sum(axis=1) / np.minimum(n_rel, map_k)
+    return {
+        f"hit_at_{k}": float(hits[:, :k].any(axis=1).mean()),
+        f"recall_at_{k}": float((hits[:, :k].sum(axis=1) / n_rel).mean()),
+        f"map_at_{map_k}": float(ap.mean()),
+        "n": float(len(s)),
+    }

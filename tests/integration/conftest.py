@@ -15,6 +15,7 @@ from trainers import (
     fraud,
     intent,
     ner,
+    recommender,
     registry,
     spending,
 )
@@ -35,13 +36,13 @@ def trained(tmp_path_factory) -> Trained:
     s = Settings(state_dir=tmp_path_factory.mktemp("models"), credit_risk_gate=sample_policy(),
                  fraud_gate=OPEN, anomaly_gate=OPEN, intent_gate=OPEN, ner_gate=OPEN,
                  categorizer_gate=OPEN, spending_gate=OPEN, advisor_gate=OPEN,
-                 intent_epochs=1)  # fmt: skip
+                 recommender_gate=OPEN, intent_epochs=1)  # fmt: skip
     client = registry.configure(s)
     out = Trained(s, {}, {}, {})
     samples = (("credit-risk", credit_risk, 4000), ("fraud", fraud, 60000),
                ("anomaly", anomaly, 60000), ("intent", intent, 800), ("ner", ner, 600),
                ("categorizer", categorizer, 1500), ("spending", spending, None),
-               ("advisor", advisor, 200))  # fmt: skip
+               ("advisor", advisor, 200), ("recommender", recommender, 6000))  # fmt: skip
     for name, trainer, sample in samples:
         result = trainer.train(s, sample=sample)
         model = bento_import.import_champion(client, name, trainer.export)

@@ -81,7 +81,7 @@ def test_bento_pins_the_model_and_is_labelled_with_its_version(served):
         .split(":")[1]
         .startswith(
             "ad{advisor}-an{anomaly}-ca{categorizer}-cr{credit-risk}-fr{fraud}-in{intent}-ne{ner}-"
-            "sp{spending}-".format(**served["trained"].versions)
+            "re{recommender}-sp{spending}-".format(**served["trained"].versions)
         )
     )
     labels = served["model"].info.labels
@@ -281,3 +281,90 @@ def test_logged_traffic_drifts_when_amounts_shift_and_raises_an_alert(served):
     assert latest["level"] == "critical" and latest["checked_at"] == drifted["checked_at"]
     assert admin(served, "DELETE", "/drift/alerts").json()["cleared"] >= 1
     assert admin(served, "GET", "/drift/alerts").json()["alerts"] == {}
+
+
+# --- hostile input: every answer 4xx, the server alive -----------------------------------------
+
+HOSTILE = [
+    ("/predict/credit-risk", b"[" * 50_000 + b"]" * 50_000),  # deeply nested JSON
+    ("/predict/credit-risk", b'{"applicant": {"limit_bal": "\xff\xfe"}}'),  # not UTF-8
+    ("/predict/credit-risk", b'{"applicant": {"limit_bal": ' + b"9" * 5000 + b"}}"),  # huge int
+    ("/predict/credit-risk", b'{"applicant": {"limit_bal": Infinity}}'),
+    ("/predict/intent", json.dumps({"query": "x" * 100_000}).encode()),
+    ("/predict/intent", json.dumps({"query": "\u0000\u202e\u200b\u0007"}).encode()),
+    ("/predict/intent", b'{"query": "ok", "query": 5}'),  # duplicate key
+    ("/predict/ner", json.dumps({"text": "\ud800"}).encode()),  # lone surrogate (escaped)
+    ("/predict/category", b"{" + b'"a":1,' * 100_000 + b'"b":1}'),  # 600 KB of unknown fields
+]
+
+
+@pytest.mark.parametrize(("path", "raw"), HOSTILE)
+def test_hostile_bodies_get_a_4xx_and_the_server_stays_up(served, path, raw):
+    r = httpx.post(served["url"] + path, content=raw,
+                   headers={"Content-Type": "application/json"}, timeout=30)  # fmt: skip
+    assert 400 <= r.status_code < 500, (r.status_code, r.text[:300])
+    assert httpx.get(served["url"] + "/readyz", timeout=5).status_code == 200
+
+
+def test_a_body_over_the_limit_is_413_before_any_parsing(served):
+    big = json.dumps({"applicants": real_rows(1)}).encode() + b" " * (1 << 20)
+    labels = {"model_name": "credit-risk", "error_type": "invalid_input"}
+    before = metric(served, "ml_errors_total", **labels)
+    r = httpx.post(served["url"] + "/predict/credit-risk/batch", content=big,
+                   headers={"Content-Type": "application/json"}, timeout=30)  # fmt: skip
+    assert r.status_code == 413 and r.json()["detail"][0]["type"] == "request_too_large"
+    assert metric(served, "ml_errors_total", **labels) - before == 1  # counted as the caller's
+
+
+def metric(served, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` on the Bento's /metrics whose labels include ``labels``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(served["url"] + "/metrics").text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and labels.items() <= s.labels.items())  # fmt: skip
+
+
+def cache_count(served, result: str) -> float:
+    return metric(served, "ml_prediction_cache_requests_total", model_name="credit-risk",
+                  result=result)  # fmt: skip
+
+
+def test_repeated_applicants_are_answered_from_the_prediction_cache(served):
+    rows = [{**r, "limit_bal": r["limit_bal"] + 0.5} for r in real_rows(50)]  # unseen inputs
+    hits = cache_count(served, "hit")
+    first = post(served, "/predict/credit-risk/batch", {"applicants": rows}).json()
+    again = post(served, "/predict/credit-risk/batch", {"applicants": rows}).json()
+    assert first["predictions"] == again["predictions"]
+    assert cache_count(served, "hit") - hits == 50
+
+
+def test_cache_clear_is_an_admin_route(served):
+    post(served, "/predict/credit-risk", {"applicant": real_rows(1)[0]})  # cached now
+    assert httpx.post(served["url"] + "/cache/clear").status_code == 401
+    r = httpx.post(served["url"] + "/cache/clear?model=credit-risk",
+                   headers={"Authorization": f"Bearer {ADMIN}"})  # fmt: skip
+    assert r.status_code == 200 and r.json()["deleted"] >= 1
+    misses = cache_count(served, "miss")
+    post(served, "/predict/credit-risk", {"applicant": real_rows(1)[0]})
+    assert cache_count(served, "miss") - misses == 1
+
+
+def test_schemathesis_finds_no_server_error_on_any_route(served):
+    """Property-based fuzzing of every operation in the Bento's OpenAPI schema (short run)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    st = shutil.which("st", path=str(Path(sys.executable).parent))
+    assert st, "schemathesis is a dev dependency"
+    out = subprocess.run(
+        [st, "run", served["url"] + "/docs.json", "--checks", "not_a_server_error",
+         "--max-examples", "8", "--seed", "7", "--request-timeout", "30", "--no-color"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    summary = out.stdout[-3000:]
+    assert out.returncode == 0, summary
+    assert "Schema Error" not in out.stdout and " passed" in summary
+    assert served["proc"].poll() is None

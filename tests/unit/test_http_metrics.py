@@ -24,6 +24,8 @@ def errors(model: str, kind: str) -> float:
         ("/transactions", "fraud"),
         ("/predict/category", "categorizer"),
         ("/advice", "advisor"),
+        ("/recommend", "recommender"),
+        ("/recommendations", None),
         ("/predict/credit-riskier", None),
         ("/metrics", None),
         ("/readyz", None),

@@ -36,6 +36,7 @@ BENTOS = {
     "finbento-language": "language",
     "finbento-forecast": "forecast",
     "finbento-advisor": "advisor",
+    "finbento-recommend": "recommend",
 }
 SEVERITIES = {"info", "warning", "critical"}
 REQUIRED_ALERTS = {

@@ -314,7 +314,8 @@ class FakeSteps:
 
     def __init__(self, promote=True, fail_at=None, no_champion=()):
         self.champions = {m: "1" for m in ("credit-risk", "fraud", "anomaly", "intent", "ner",
-                                           "categorizer", "spending", "advisor")}  # fmt: skip
+                                           "categorizer", "spending", "advisor",
+                                           "recommender")}  # fmt: skip
         for m in no_champion:
             self.champions[m] = None
         self.promote, self.fail_at = promote, fail_at
@@ -362,7 +363,7 @@ def test_promotion_builds_every_bundle_of_the_model_then_deploys_and_records(sto
     fake, events = FakeSteps(), []
     run = jobs.retrain("credit-risk", store, fake.steps(), notify=events.append)
     assert run.outcome == "success"
-    assert fake.built == ["all:ad1-an1-ca1-cr2-fr1-in1-ne1-sp1", "risk:an1-cr2-fr1"]
+    assert fake.built == ["all:ad1-an1-ca1-cr2-fr1-in1-ne1-re1-sp1", "risk:an1-cr2-fr1"]
     assert fake.deployed == fake.built  # all builds first, then the deploys
     recorded = store.recent(1)[0]
     assert recorded.versions_before == {"credit-risk": "1"}
