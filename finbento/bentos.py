@@ -119,17 +119,26 @@ def build(
     Returns:
         the Bento tag, e.g. ``finbento:cr3-5f0c2a9e1b7d``.
 
+    Every model packaged (challengers included) is first checked against the file digests
+    recorded at import (finbento/model_integrity.py), even when the Bento exists already: a
+    model changed in the store, or imported without digests, is refused.
+
     Raises:
         KeyError: unknown bundle or a model of the bundle missing from ``model_tags``.
+        finbento.model_integrity.ModelIntegrityError: a model's files differ from their
+            digests, or it has none (the error names the model, the file and both digests).
         subprocess.CalledProcessError: if ``bentoml build`` fails.
 
     """
     import bentoml
     from bentoml.exceptions import NotFound
 
+    from finbento.model_integrity import verify_models
+
     spec = BUNDLES[bundle]
     tags = {m: model_tags[m] for m in spec.models}
     shadow = {m: c for m, c in (challengers or {}).items() if m in tags and m in CHALLENGER_ARGS}
+    verify_models([*tags.values(), *(t for t, _ in shadow.values())])
     versions = {m: model_versions[m] + (f"c{shadow[m][1]}" if m in shadow else "") for m in tags}
     version = bento_version({**tags, **{f"{m}-challenger": t for m, (t, _) in shadow.items()}},
                             versions)  # fmt: skip

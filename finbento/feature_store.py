@@ -9,6 +9,9 @@ Keys (``<prefix>:<feature set>:...``, e.g. ``finbento:transactions:v1:c:596``):
 | ``tf:<terminal>`` | sorted set, score = time | ids confirmed fraudulent | 38 days |
 | ``x:<transaction>`` | hash | ``c``, ``t``, ``ts``: idempotency, feedback | 38 days |
 
+When Redis cannot be reached, :class:`IngestSpool` keeps the transactions a scoring route should
+have stored in a local JSON-lines spool and replays them into the store once Redis answers again.
+
 Each write trims a sorted set to the history the features need (30 days per customer, 37 per
 terminal, before the newest transaction) and refreshes its TTL. Reads and writes of a batch go in
 one pipeline each. The feature-set name is versioned: a change in what is stored gets a new name
@@ -18,7 +21,12 @@ feature set's own keys only.
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
+import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import redis
@@ -31,6 +39,10 @@ from finbento.features.transactions import (
     TerminalHistory,
     Transaction,
 )
+from finbento.spool import JsonlSpool
+from monitoring.metrics import FEATURE_STORE_SPOOLED
+
+log = logging.getLogger(__name__)
 
 FEATURE_SET = "transactions:v1"
 CUSTOMER_TTL_S = int(CUSTOMER_HISTORY_S + DAY)
@@ -250,3 +262,215 @@ class TransactionStore:
     def clear(self) -> int:
         """Delete this feature set's keys (never other keys, never FLUSHDB). Returns how many."""
         return clear_prefix(self.r, f"{self.base}:*")
+
+
+class IngestSpool:
+    """Transactions whose feature-store write failed, kept on local disk and replayed later.
+
+    :meth:`add` appends one JSON line per transaction to ``<folder>/<name>.jsonl`` (the
+    shared :class:`finbento.spool.JsonlSpool`, as the prediction log's fallback: bounded,
+    rotated past ``max_bytes``, ``flock``-ed so worker processes may share ``folder``). A daemon
+    thread then replays the spool into the store, oldest line first, as soon as Redis answers
+    (tried every ``retry_s``, doubling), and deletes what it replayed. :meth:`replay_soon`, called
+    after any successful feature-store call, also picks up files that other or earlier processes
+    left, at most every ``check_interval_s``. Ingest is idempotent by transaction id, so a replay
+    repeated after a failure half-way (delivery is at least once) stores nothing twice.
+
+    A line is ``{"id", "ts", "c", "t", "a"}`` (transaction id, epoch seconds UTC, customer,
+    terminal, amount) plus ``"f": true`` for a transaction known to be fraudulent.
+
+    The spool's name is the store's prefix and feature set (``finbento_transactions_v1``), so a
+    spool is only replayed into the feature set it was written for.
+
+    Counted in ``ml_feature_store_spooled_total{result}``: ``spooled``, ``replayed``, ``dropped``.
+
+    Args:
+        store: the feature store replayed into.
+        folder: the spool's folder, e.g. ``<state_dir>/feature-spool`` (created when needed).
+        max_bytes: size past which the spool file is rotated; the spool keeps at most twice this
+            (bytes; 64 MiB holds about 600,000 transactions).
+        retry_s: first and longest wait between replay attempts while Redis is down (s).
+        check_interval_s: how often :meth:`replay_soon` looks for files on disk (s).
+        chunk: transactions per :meth:`TransactionStore.ingest` call of a replay.
+    """
+
+    def __init__(
+        self,
+        store: TransactionStore,
+        folder: str | Path,
+        max_bytes: int = 64 * 2**20,
+        *,
+        retry_s: tuple[float, float] = (0.5, 10.0),
+        check_interval_s: float = 30.0,
+        chunk: int = 1_000,
+    ) -> None:
+        self.store = store
+        self.spool = JsonlSpool(folder, max_bytes)
+        #: The spool's name (made file-safe in file names): ``<prefix>:<feature set>``.
+        self.name = store.base
+        self.retry_s = retry_s
+        self.check_interval_s = check_interval_s
+        self.chunk = chunk
+        #: Transactions spooled, replayed into the store (``replayed_new`` of them new), dropped.
+        self.spooled = self.replayed = self.replayed_new = self.dropped = 0
+        self._lock = threading.Lock()
+        self._pending = False  # spooled here since the replay thread last claimed the files
+        self._thread: threading.Thread | None = None
+        self._next_check = 0.0
+
+    def add(self, transactions: Sequence[Transaction], labels: Iterable[bool] = ()) -> int:
+        """Spool transactions whose write failed and wake the replay thread; never raises.
+
+        One local file append (no network): meant for the request path (in a worker thread).
+
+        Args:
+            transactions: in the order they arrived.
+            labels: per transaction, True if confirmed fraudulent; empty = unknown.
+
+        Returns:
+            how many were spooled (0 if the file could not be written: they are dropped).
+        """
+        labels = list(labels)
+        lines = []
+        for i, tx in enumerate(transactions):
+            rec = {"id": tx.transaction_id, "ts": tx.ts, "c": tx.customer_id,
+                   "t": tx.terminal_id, "a": tx.amount}  # fmt: skip
+            if labels and labels[i]:
+                rec["f"] = True
+            lines.append(json.dumps(rec, separators=(",", ":")))
+        if not lines:
+            return 0
+        try:
+            lost = self.spool.append(self.name, lines)
+        except OSError:
+            log.exception("feature spool: cannot write %s", self.spool.path(self.name))
+            self._drop(len(lines))
+            return 0
+        if lost:
+            log.warning("feature spool: full, %d older transactions lost", lost)
+            self._drop(lost)
+        self.spooled += len(lines)
+        FEATURE_STORE_SPOOLED.labels("spooled").inc(len(lines))
+        with self._lock:
+            self._pending = True
+            self._start()
+        return len(lines)
+
+    def replay_soon(self) -> None:
+        """Start a replay if this process spooled something, or files wait on disk.
+
+        Cheap (a flag; a directory listing at most every ``check_interval_s``): call it after
+        every successful feature-store call.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if self._thread is not None:
+                return
+            if not self._pending:
+                if now < self._next_check:
+                    return
+                self._next_check = now + self.check_interval_s
+                if not self.spool.files(self.name) and not self.spool.claimed(self.name):
+                    return
+            self._pending = True
+            self._start()
+
+    def _start(self) -> None:  # holds self._lock
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="feature-spool", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        wait = self.retry_s[0]
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._thread = None
+                    return
+                self._pending = False
+            try:
+                self.replay()
+            except (redis.exceptions.RedisError, OSError) as exc:
+                with self._lock:
+                    self._pending = True
+                log.info("feature spool: replay failed (%s); again in %.1f s", exc, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, self.retry_s[1])
+            else:
+                wait = self.retry_s[0]
+
+    def replay(self) -> int:
+        """Move the spooled transactions into the store, oldest first, and delete the files.
+
+        Run by the replay thread; safe to call from elsewhere. Appends are never blocked by a
+        replay: the files are claimed (renamed) first and read without the lock. Files are
+        claimed only once Redis answers a ``PING``, so while it is down the spool stays within
+        its bound (only a replay that fails half-way leaves a claimed file beyond it).
+
+        Returns:
+            how many transactions were replayed (duplicates of stored ones included).
+
+        Raises:
+            redis.exceptions.RedisError: Redis failed; the claimed files stay for the next replay.
+            BlockingIOError: another process is replaying (it holds the replay lock): retry later.
+        """
+        if not self.spool.files(self.name) and not self.spool.claimed(self.name):
+            return 0
+        self.store.r.ping()  # claim nothing while Redis is down: the spool stays bounded
+        total = 0
+        with self.spool.replay_lock(self.name):
+            for path in self.spool.claim(self.name):
+                total += self._replay_file(path)
+                path.unlink(missing_ok=True)
+        if total:
+            log.info("feature spool: replayed %d transactions into the feature store", total)
+        return total
+
+    def _replay_file(self, path: Path) -> int:
+        count = 0
+        txs: list[Transaction] = []
+        labels: list[bool] = []
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for raw in f:
+                if not raw.strip():
+                    continue
+                try:
+                    rec = json.loads(raw)
+                    txs.append(Transaction(str(rec["id"]), float(rec["ts"]), str(rec["c"]),
+                                           str(rec["t"]), float(rec["a"])))  # fmt: skip
+                    labels.append(bool(rec.get("f", False)))
+                except (ValueError, KeyError, TypeError):
+                    self._drop(1)  # a line torn by a crash
+                    continue
+                if len(txs) == self.chunk:
+                    count += self._ingest(txs, labels)
+                    txs, labels = [], []
+        if txs:
+            count += self._ingest(txs, labels)
+        return count
+
+    def _ingest(self, txs: list[Transaction], labels: list[bool]) -> int:
+        self.replayed_new += self.store.ingest(txs, labels if any(labels) else ())
+        self.replayed += len(txs)
+        FEATURE_STORE_SPOOLED.labels("replayed").inc(len(txs))
+        return len(txs)
+
+    def _drop(self, n: int) -> None:
+        self.dropped += n
+        FEATURE_STORE_SPOOLED.labels("dropped").inc(n)
+
+    def wait(self, timeout: float = 10.0) -> bool:
+        """Wait until the replay thread has nothing left to do (tests, shutdown).
+
+        Returns:
+            True if it finished within ``timeout`` seconds.
+        """
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._lock:
+                thread = self._thread
+            if thread is None:
+                return True
+            thread.join(min(0.05, max(end - time.monotonic(), 0)))
+        with self._lock:
+            return self._thread is None

@@ -3,6 +3,10 @@
 Names follow the ops issue: ``ml_feature_store_requests_total{result}`` counts feature-store
 look-ups (``hit``: the customer had history, ``miss``: none yet, ``error``: Redis failed) and
 ``ml_degraded_responses_total{model_name,reason}`` counts answers given without the full features.
+``ml_feature_store_spooled_total{result}`` counts transactions whose feature-store write failed
+(Redis down) by what became of them (:class:`finbento.feature_store.IngestSpool`): ``spooled``
+(appended to the local spool), ``replayed`` (written into the feature store from it later) and
+``dropped`` (lost: spool full and rotated away, file not writable, torn line).
 
 Prediction log (:mod:`monitoring.prediction_log`): ``ml_prediction_log_dropped_total{model_name}``
 counts records lost (queue full, log closed, fallback file rotated away, unserializable) and
@@ -36,6 +40,11 @@ from prometheus_client import Counter, Gauge, Histogram
 
 FEATURE_STORE_REQUESTS = Counter(
     "ml_feature_store_requests", "Feature-store look-ups by result (hit, miss, error)", ["result"]
+)
+FEATURE_STORE_SPOOLED = Counter(
+    "ml_feature_store_spooled",
+    "Transactions whose feature-store write failed: spooled locally, replayed later, or dropped",
+    ["result"],
 )
 DEGRADED_RESPONSES = Counter(
     "ml_degraded_responses", "Answers given without full features", ["model_name", "reason"]

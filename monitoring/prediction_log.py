@@ -34,13 +34,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import itertools
 import json
 import logging
 import os
 import queue
-import re
 import threading
 import time
 import weakref
@@ -55,6 +53,7 @@ import pandas as pd
 import redis
 
 from finbento.feature_store import clear_prefix, connect
+from finbento.spool import JsonlSpool, safe_name
 from monitoring.metrics import PREDICTION_LOG_DROPPED, PREDICTION_LOG_FALLBACK
 
 if TYPE_CHECKING:
@@ -116,6 +115,7 @@ class PredictionLog:
         self.batch_size = batch_size
         self.linger_s = linger_s
         self.fallback_max_bytes = fallback_max_bytes
+        self._spool = JsonlSpool(self.fallback_dir, fallback_max_bytes)
         self.replay_interval_s = replay_interval_s
         self.retry_s = retry_s
         self.timeout_s = timeout_s
@@ -348,44 +348,27 @@ class PredictionLog:
     # -- fallback files -------------------------------------------------------------------------
 
     def _path(self, model: str) -> Path:
-        return self.fallback_dir / f"{_safe(model)}.jsonl"
+        return self._spool.path(model)
 
-    @contextlib.contextmanager
-    def _locked(self, model: str, exclusive: bool = True) -> Iterator[None]:
-        self.fallback_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.fallback_dir / f"{_safe(model)}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+    def _locked(self, model: str, exclusive: bool = True) -> contextlib.AbstractContextManager:
+        return self._spool.locked(model, exclusive)
 
     def _append(self, model: str, lines: list[str]) -> None:
-        data = ("\n".join(lines) + "\n").encode()
-        path = self._path(model)
         try:
-            with self._locked(model):
-                size = path.stat().st_size if path.exists() else 0
-                if size and size + len(data) > self.fallback_max_bytes:
-                    older = path.with_name(path.name + ".1")
-                    if older.exists():
-                        lost = _count_lines(older)
-                        PREDICTION_LOG_DROPPED.labels(model).inc(lost)
-                        log.warning("prediction log: fallback full, %d of %s lost", lost, model)
-                    os.replace(path, older)
-                with open(path, "ab") as f:
-                    f.write(data)
+            lost = self._spool.append(model, lines)
         except OSError:
-            log.exception("prediction log: cannot write %s", path)
+            log.exception("prediction log: cannot write %s", self._path(model))
             PREDICTION_LOG_DROPPED.labels(model).inc(len(lines))
             return
+        if lost:
+            PREDICTION_LOG_DROPPED.labels(model).inc(lost)
+            log.warning("prediction log: fallback full, %d of %s lost", lost, model)
         self.fallback += len(lines)
         PREDICTION_LOG_FALLBACK.labels(model).inc(len(lines))
 
     def _files(self, model: str) -> list[Path]:
         """A model's fallback files, oldest first."""
-        path = self._path(model)
-        return [p for p in (path.with_name(path.name + ".1"), path) if p.exists()]
+        return self._spool.files(model)
 
     def replay(self) -> int:
         """Move every fallback file's records into the Redis streams, then delete the files.
@@ -499,8 +482,7 @@ class PredictionLog:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _safe(model: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", model)
+_safe = safe_name
 
 
 def _jsonable(value: Any) -> Any:
@@ -521,11 +503,6 @@ def _loads(line: str) -> dict | None:
     except ValueError:
         return None
     return rec if isinstance(rec, dict) else None
-
-
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

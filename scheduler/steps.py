@@ -27,6 +27,36 @@ def trainer(model: str) -> ModuleType:
     return importlib.import_module(TRAINERS[model])
 
 
+#: MLflow error codes that mean "no such registered model or alias" (not "MLflow failed").
+ABSENT_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
+def champion_version(client, model: str) -> str | None:
+    """The version ``champion`` points at; None only if the model or the alias does not exist.
+
+    Unlike ``trainers.registry.get_alias``, an unreachable or failing MLflow raises instead of
+    reading as "no champion": a retrain must not record a wrong champion, skip a bundle as
+    having none, or skip the rollback because of a network error.
+
+    Args:
+        client: ``mlflow.MlflowClient`` of the registry.
+        model: registered model name.
+
+    Raises:
+        mlflow.exceptions.MlflowException: MLflow failed (unreachable, 5xx, ...).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from trainers.registry import CHAMPION
+
+    try:
+        return str(client.get_model_version_by_alias(model, CHAMPION).version)
+    except MlflowException as exc:
+        if exc.error_code in ABSENT_CODES:
+            return None
+        raise
+
+
 def real_steps(
     settings,
     deploy: Callable[[str, str, Sequence[str]], list[str]],
@@ -55,8 +85,7 @@ def real_steps(
         return trainer(model).train(settings, sample=n, promote=True, on_stage=on_stage)
 
     def champion(model: str) -> str | None:
-        mv = registry.get_alias(client(), model)
-        return None if mv is None else str(mv.version)
+        return champion_version(client(), model)
 
     def import_champion(model: str) -> tuple[str, str]:
         from trainers import bento_import

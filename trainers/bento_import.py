@@ -2,8 +2,10 @@
 
 The BentoML model is written in the model's fast native format by that model's trainer (for
 ``credit-risk``: XGBoost's ``model.ubj`` plus ``scorer.json``), never as a generic pyfunc, and
-carries its MLflow lineage as labels. Its tag is ``<name>:v<version>-<run id[:8]>``, so the same
-registered version always maps to the same BentoML model and a re-import is a no-op.
+carries its MLflow lineage as labels and the sha256 of every file it wrote as metadata
+(``files_sha256``, finbento/model_integrity.py: builds refuse a model whose files changed).
+Its tag is ``<name>:v<version>-<run id[:8]>``, so the same registered version always maps to
+the same BentoML model and a re-import is a no-op.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import bentoml
 from bentoml.exceptions import NotFound
 from mlflow import MlflowClient
 
+from finbento import model_integrity
+from finbento.log_privacy import mask_url
 from trainers import registry
 
 #: Writes the serving files of one registered version into a directory: (version, directory).
@@ -57,9 +61,14 @@ def import_version(
         "mlflow_run_id": mv.run_id,
         **{k: f"{v:.4f}" for k, v in run.data.metrics.items() if k.startswith("test_")},
     }
-    metadata = {"mlflow_tracking_uri": client.tracking_uri, "metrics": dict(run.data.metrics)}
+    metadata = {"mlflow_tracking_uri": mask_url(client.tracking_uri),  # packaged: no password
+                "metrics": dict(run.data.metrics)}  # fmt: skip
     with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
         export(str(mv.version), Path(model.path))
+        # the digest of every exported file, checked before any build packages the model
+        model.info.metadata[model_integrity.METADATA_KEY] = model_integrity.digest_files(
+            Path(model.path)
+        )
     return bentoml.models.get(tag)
 
 
