@@ -19,6 +19,7 @@ from rich.table import Table
 
 from finbento.bentos import BUNDLES
 from finbento.features.credit_risk import EXAMPLE_APPLICANT
+from finbento.log_privacy import mask_url
 from finbento.settings import get_settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -286,7 +287,7 @@ def models() -> None:
         "test ROC AUC",
         "gate",
         "run id",
-        title=f"MLflow registry ({get_settings().tracking_uri})",
+        title=f"MLflow registry ({mask_url(get_settings().tracking_uri)})",
     )
     for name in TRAINERS:
         versions = client.search_model_versions(f"name = '{name}'")
@@ -335,8 +336,8 @@ def _ensure_feature_store() -> None:
     try:
         empty = next(store.r.scan_iter(match=f"{store.base}:*", count=1000), None) is None
     except redis.exceptions.RedisError as exc:
-        console.print(f"[yellow]Redis at {settings.redis_url} unreachable ({exc}): fraud and "
-                      "anomaly scoring will answer degraded until it is up")  # fmt: skip
+        console.print(f"[yellow]Redis at {mask_url(settings.redis_url)} unreachable ({exc}): "
+                      "fraud and anomaly scoring will answer degraded until it is up")  # fmt: skip
         return
     if empty:
         console.print("feature store empty: loading the shipped transactions")
@@ -354,8 +355,10 @@ def _ensure_spending_store() -> None:
     try:
         known = not store.history("household").empty
     except redis.exceptions.RedisError as exc:
-        console.print(f"[yellow]Redis at {settings.redis_url} unreachable ({exc}): spending "
-                      "forecasts need the history in the request until it is up")  # fmt: skip
+        console.print(
+            f"[yellow]Redis at {mask_url(settings.redis_url)} unreachable ({exc}): "
+            "spending forecasts need the history in the request until it is up"
+        )
         return
     if not known:
         features_load_spending(user_id="household", clear=False)
@@ -493,7 +496,7 @@ def features_load(
                 written += store.ingest(to_transactions(part), labels[start : start + chunk])
                 progress.advance(task, len(part))
     except redis.exceptions.RedisError as exc:
-        console.print(f"[red]Redis at {settings.redis_url} failed: {exc}")
+        console.print(f"[red]Redis at {mask_url(settings.redis_url)} failed: {exc}")
         raise typer.Exit(1) from exc
     console.print(f"{written} new transactions of {len(df)} stored under {store.base}")
 
@@ -520,7 +523,7 @@ def features_load_spending(
             console.print(f"deleted {store.clear()} keys of {store.base}")
         written = store.set_history(user_id, history)
     except redis.exceptions.RedisError as exc:
-        console.print(f"[red]Redis at {settings.redis_url} failed: {exc}")
+        console.print(f"[red]Redis at {mask_url(settings.redis_url)} failed: {exc}")
         raise typer.Exit(1) from exc
     console.print(f"{written} monthly totals of {len(history)} expenses stored for user "
                   f"{user_id!r} under {store.base}")  # fmt: skip
@@ -652,7 +655,7 @@ def challenger_compare(
     try:
         labels = store.labels(list(pairs.index))
     except redis.exceptions.RedisError as exc:
-        console.print(f"[red]Redis at {settings.redis_url} failed: {exc}")
+        console.print(f"[red]Redis at {mask_url(settings.redis_url)} failed: {exc}")
         raise typer.Exit(1) from exc
     known = pairs[[labels.get(t) is not None for t in pairs.index]]  # stored: label known
     y = [labels[t] for t in known.index]

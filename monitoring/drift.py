@@ -551,6 +551,8 @@ def load_reference(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from finbento.log_privacy import mask_url
+
     if isinstance(source, MlflowClient):
         client = source
     else:
@@ -562,8 +564,8 @@ def load_reference(
             if version.isdigit()
             else client.get_model_version_by_alias(model_name, version)
         )
-    except MlflowException as exc:
-        raise LookupError(f"{model_name} version {version}: {exc.message}") from exc
+    except MlflowException as exc:  # its message may quote the tracking URI: no password
+        raise LookupError(f"{model_name} version {version}: {mask_url(exc.message)}") from exc
     if not mv.run_id:
         raise LookupError(f"{model_name} version {mv.version} has no MLflow run")
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,6 +40,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from finbento import log_privacy
 from scheduler import jobs, metrics
 from scheduler.config import DRIFT_JOB, SchedulerConfig, cron_trigger, retrain_job_id
 from scheduler.runs import JobRun, RunStore, create_once
@@ -309,6 +310,7 @@ def run(
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    log_privacy.install()  # no database or MLflow passwords in the scheduler's log
     started: list[BaseScheduler] = []
 
     def stop(signum, frame) -> None:

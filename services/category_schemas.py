@@ -1,8 +1,9 @@
 """Request and response schemas of the categorizer routes (``/predict/category``, ``/batch``).
 
 Bad input never reaches the model: a blank description (after stripping), one over
-:data:`MAX_DESCRIPTION_CHARS` characters, a missing, non-numeric, NaN or infinite amount, unknown
-fields and empty or oversized batches answer 400 naming the field and the rule.
+:data:`MAX_DESCRIPTION_CHARS` characters, a missing, non-numeric, NaN or infinite amount and
+unknown fields answer 400 naming the field and the rule; an empty or oversized batch answers
+422 (``transactions: at most 1000 items, got 1001``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from finbento.categorizer import MAX_DESCRIPTION_CHARS, MODEL_NAME
-from services.schemas import MAX_BATCH, no_control_chars
+from services.schemas import MAX_BATCH, ItemCount, no_control_chars
 
 #: Largest |amount| accepted, in the account's currency.
 MAX_ABS_AMOUNT = 1e9
@@ -47,9 +48,7 @@ class CategoryTransaction(BaseModel):
     amount: Amount
 
 
-CategoryBatch = Annotated[
-    list[CategoryTransaction], Field(min_length=1, max_length=MAX_BATCH)
-]  # fmt: skip
+CategoryBatch = Annotated[list[CategoryTransaction], ItemCount(1, MAX_BATCH)]
 
 
 class CategoryAlternative(BaseModel):

@@ -13,6 +13,12 @@
   OpenAPI pages stay open; admin routes have their own token (``monitoring/api.py``).
 
 Both answers are JSON ``{"detail": [{"loc", "msg", "type"}]}`` like pydantic's, naming the rule.
+On a model route it also rewrites BentoML's answer to a batch-size error (422, a bare
+``[{"error": ...}]``) into ``{"error", "detail": [{"loc", "msg", "type"}]}`` (:func:`reshape_422`).
+
+:func:`cap_validation_errors` keeps a 400 small: BentoML answers a ``ValidationError`` with every
+error, so 650 KB of unknown fields made an 8.5 MB answer and 290 ms of CPU in the event loop
+(bench/hostile.py); only the first :data:`MAX_REPORTED_ERRORS` are kept, plus a count.
 """
 
 from __future__ import annotations
@@ -21,13 +27,20 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
 from finbento.auth import bearer, digest, matches_any
 from services.http_metrics import route_model
+from services.schemas import batch_size_detail
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+#: Most validation errors a 400 answer lists (the rest are counted in one more item).
+MAX_REPORTED_ERRORS = 20
 
 
 async def _answer(send: Send, status: int, loc: list[str], msg: str, kind: str,
@@ -37,6 +50,99 @@ async def _answer(send: Send, status: int, loc: list[str], msg: str, kind: str,
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         *headers]})  # fmt: skip
     await send({"type": "http.response.body", "body": body})
+
+
+def reshape_422(body: bytes) -> bytes:
+    """BentoML's body of a :class:`services.schemas.BatchSizeError` in the project's 4xx shape.
+
+    Args:
+        body: what BentoML sent with the 422: ``[{"error": "applicants: at most ..."}]``.
+
+    Returns:
+        ``{"error": msg, "detail": [{"loc": [field], "msg": rule, "type": "too_long"}]}``;
+        ``body`` unchanged if it is not a batch-size error.
+    """
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(answer, list) and len(answer) == 1:  # BentoML 1.4 wraps it in a tuple
+        answer = answer[0]
+    message = answer.get("error") if isinstance(answer, dict) else None
+    detail = batch_size_detail(message) if isinstance(message, str) else None
+    if detail is None:
+        return body
+    return json.dumps({"error": message, "detail": [detail]}).encode()
+
+
+def _reshaping_422(send: Send) -> Send:
+    """``send`` that passes a 422 answer through :func:`reshape_422` (other answers as they are)."""
+    held: list[Message] = []
+    chunks: list[bytes] = []
+
+    async def reshaping(message: Message) -> None:
+        if message["type"] == "http.response.start" and message.get("status") == 422:
+            held.append(message)
+            return
+        if not held or message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = reshape_422(b"".join(chunks))
+        start = held.pop()
+        kept = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        start["headers"] = [*kept, (b"content-length", str(len(body)).encode())]
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    return reshaping
+
+
+def trimmed(exc: ValidationError, limit: int = MAX_REPORTED_ERRORS) -> ValidationError:
+    """``exc`` with its first ``limit`` errors and a ``too_many_errors`` item counting the rest.
+
+    Each kept error keeps its ``type``, ``loc``, ``msg`` and ``input``; ``exc`` itself is returned
+    when it holds ``limit`` errors or fewer.
+    """
+    count = exc.error_count()
+    if count <= limit:
+        return exc
+    kept: list[InitErrorDetails] = [
+        {"type": PydanticCustomError(e["type"], e["msg"]), "loc": e["loc"], "input": e["input"]}
+        for e in exc.errors(include_url=False, include_context=False)[:limit]
+    ]
+    rest = PydanticCustomError("too_many_errors", f"{count - limit} more errors not listed")
+    kept.append({"type": rest, "loc": (), "input": None})
+    return ValidationError.from_exception_data(exc.title, kept)
+
+
+def cap_validation_errors(service: Any, limit: int = MAX_REPORTED_ERRORS) -> int:
+    """Make every API of a ``@bentoml.service`` answer at most ``limit`` validation errors.
+
+    Wraps each API's ``input_spec.from_http_request`` (where BentoML parses and validates the
+    body) so that a ``ValidationError`` leaves it :func:`trimmed`.
+
+    Returns:
+        How many APIs were wrapped (already wrapped ones are skipped).
+    """
+    wrapped = 0
+    for api in service.apis.values():
+        spec = api.input_spec
+        if getattr(spec, "_finbento_capped", False):
+            continue
+        parse = spec.from_http_request
+
+        async def capped(request: Any, serde: Any, _parse: Any = parse) -> Any:
+            try:
+                return await _parse(request, serde)
+            except ValidationError as exc:
+                raise trimmed(exc, limit) from None
+
+        spec.from_http_request, spec._finbento_capped = capped, True
+        wrapped += 1
+    return wrapped
 
 
 class RequestGuard:
@@ -69,6 +175,8 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        if route_model(scope.get("path", "")) is not None:
+            send = _reshaping_422(send)
         guarded = self.key_digests and route_model(scope.get("path", "")) is not None
         if guarded and not self._authorised(headers):
             await _answer(send, 401, ["header", "x-api-key"], "a valid API key is required "

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from services.schemas import no_control_chars
+from services.schemas import ItemCount, no_control_chars
 
 #: Longest query accepted, in characters (Banking77 queries are under 450; the model reads the
 #: first 64 tokens anyway).
@@ -18,7 +18,7 @@ Query = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_CHARS),
     AfterValidator(no_control_chars),
 ]
-Queries = Annotated[list[Query], Field(min_length=1, max_length=MAX_QUERIES)]
+Queries = Annotated[list[Query], ItemCount(1, MAX_QUERIES)]
 
 
 class IntentAlternative(BaseModel):

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from finbento.ner import LABELS
-from services.schemas import MAX_BATCH, no_control_chars
+from services.schemas import MAX_BATCH, BatchSizeError, ItemCount, no_control_chars
 
 #: Longest text accepted, in characters (chat messages; longer ones answer 400).
 MAX_TEXT_CHARS = 2_000
@@ -35,9 +35,10 @@ def _iso_date(value: object) -> object:
 
 
 def _batch_chars(texts: list[str]) -> list[str]:
+    """Refuse a batch over :data:`MAX_BATCH_CHARS` characters in all (422, like its item count)."""
     total = sum(len(t) for t in texts)
     if total > MAX_BATCH_CHARS:
-        raise ValueError(f"texts hold {total} characters in all; at most {MAX_BATCH_CHARS}")
+        raise BatchSizeError("texts", f"at most {MAX_BATCH_CHARS} characters in all, got {total}")
     return texts
 
 
@@ -51,8 +52,8 @@ NerText = Annotated[
 ]  # fmt: skip
 NerTexts = Annotated[
     list[NerText],
-    Field(min_length=1, max_length=MAX_BATCH,
-          description=f"1 to {MAX_BATCH} messages, {MAX_BATCH_CHARS} characters in all"),
+    ItemCount(1, MAX_BATCH),
+    Field(description=f"1 to {MAX_BATCH} messages, {MAX_BATCH_CHARS} characters in all"),
     AfterValidator(_batch_chars),
 ]  # fmt: skip
 ReferenceDate = Annotated[

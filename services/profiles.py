@@ -7,6 +7,7 @@ from functools import cached_property
 
 import redis
 
+from finbento.log_privacy import pseudonym
 from finbento.profile_store import ProfileStore
 from finbento.settings import get_settings
 
@@ -27,4 +28,4 @@ class ProfileWriter:
         try:
             self.profile_store.update(user_id, fields, kind)
         except redis.exceptions.RedisError as exc:
-            log.warning("%s not kept in the profile of %s: %s", kind, user_id, exc)
+            log.warning("%s not kept in the profile of user %s: %s", kind, pseudonym(user_id), exc)

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from bentoml.exceptions import UnprocessableEntity
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationInfo,
+)
+from pydantic_core import core_schema
 
 from finbento.features.credit_risk import Applicant
 
@@ -28,7 +39,83 @@ def no_control_chars(text: str) -> str:
     return text
 
 
-ApplicantBatch = Annotated[list[Applicant], Field(min_length=1, max_length=MAX_BATCH)]
+class BatchSizeError(UnprocessableEntity):
+    """A request holding too few or too many items for a route: HTTP 422 ``field: rule``.
+
+    BentoML answers a ``BentoMLException`` of a 4xx ``error_code`` with its message;
+    :class:`services.guard.RequestGuard` turns that answer into the project's 4xx shape with
+    :func:`batch_size_detail`.
+    """
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}")
+
+
+#: What :class:`BatchSizeError` says: ``field: at most|at least N item(s)|characters..., got M``.
+_BATCH_RULE = re.compile(r"^(?P<field>[A-Za-z_][\w.]*): (?P<rule>at (?P<bound>most|least) .+)$")
+
+
+def batch_size_detail(message: str) -> dict | None:
+    """The pydantic-like error item of a :class:`BatchSizeError` message; None for other text.
+
+    Returns:
+        ``{"loc": [field], "msg": rule, "type": "too_long" | "too_short"}``.
+    """
+    m = _BATCH_RULE.match(message)
+    if m is None:
+        return None
+    kind = "too_long" if m["bound"] == "most" else "too_short"
+    return {"loc": m["field"].split("."), "msg": m["rule"], "type": kind}
+
+
+def _items(n: int) -> str:
+    return f"{n} item" if n == 1 else f"{n} items"
+
+
+@dataclass(frozen=True)
+class ItemCount:
+    """``Annotated`` metadata of a list input: how many items it may hold.
+
+    The bounds appear in the OpenAPI schema (``minItems``/``maxItems``) so clients and
+    schemathesis see them, but are checked before the items are, and a count outside them raises
+    :class:`BatchSizeError` (HTTP 422, e.g. ``applicants: at most 1000 items, got 1001``)
+    instead of a pydantic error (400). A value that is not a list is left to the list's own
+    validation (400). ``Annotated[list[X], ItemCount(1, MAX_BATCH)]``.
+
+    Args:
+        min_items: fewest items accepted (an empty list answers ``at least 1 item, got 0``).
+        max_items: most items accepted.
+    """
+
+    min_items: int = 1
+    max_items: int = MAX_BATCH
+
+    def check(self, value: Any, info: ValidationInfo) -> Any:
+        """Raise :class:`BatchSizeError` for a list outside the bounds; return ``value`` as is."""
+        if isinstance(value, list | tuple):
+            field = info.field_name or "items"
+            if len(value) > self.max_items:
+                raise BatchSizeError(field, f"at most {_items(self.max_items)}, got {len(value)}")
+            if len(value) < self.min_items:
+                raise BatchSizeError(field, f"at least {_items(self.min_items)}, got {len(value)}")
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """The list's schema behind a before-validator counting its items."""
+        return core_schema.with_info_before_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        """The list's JSON schema with ``minItems`` and ``maxItems``."""
+        json_schema = handler(schema)
+        json_schema.update(minItems=self.min_items, maxItems=self.max_items)
+        return json_schema
+
+
+ApplicantBatch = Annotated[list[Applicant], ItemCount(1, MAX_BATCH)]
 
 
 class Reason(BaseModel):
@@ -95,7 +182,7 @@ class TransactionIn(BaseModel):
     tx_amount: float = Field(ge=0, le=1_000_000, description="Amount, in the account currency")
 
 
-TransactionBatch = Annotated[list[TransactionIn], Field(min_length=1, max_length=MAX_BATCH)]
+TransactionBatch = Annotated[list[TransactionIn], ItemCount(1, MAX_BATCH)]
 
 
 class IngestResult(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.schemas import _ID, MAX_BATCH
+from services.schemas import _ID, MAX_BATCH, ItemCount
 
 #: Most history rows accepted in one request (ten years of daily spending in 3 categories).
 MAX_HISTORY = 10 * MAX_BATCH
@@ -35,9 +35,7 @@ class SpendingRequest(BaseModel):
     category: str | None = Field(
         None, min_length=1, max_length=64, description="One category; default all + 'total'"
     )
-    history: Annotated[list[SpendingItem], Field(min_length=1, max_length=MAX_HISTORY)] | None = (
-        None
-    )
+    history: Annotated[list[SpendingItem], ItemCount(1, MAX_HISTORY)] | None = None
     ingest: bool = Field(
         True, description="Store the sent history's monthly totals for later requests without one"
     )

@@ -183,4 +183,4 @@ def test_redis_down_mid_way_degrades_and_never_500s(served, redis_server):
         in metrics
     )
     assert served["proc"].poll() is None
-    assert post(served, "/predict/credit-risk/batch", {"applicants": []}).status_code == 400
+    assert post(served, "/predict/credit-risk/batch", {"applicants": []}).status_code == 422

@@ -9,6 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 from finbento import pretrained
 from finbento.intent import IntentConfig, normalise, softmax
 from services.intent_schemas import MAX_QUERIES, MAX_QUERY_CHARS, Queries, Query
+from services.schemas import BatchSizeError
 from trainers.intent import choose_threshold
 from trainers.transformer import length_batches
 
@@ -66,8 +67,9 @@ def test_query_rules(bad):
 
 def test_batch_rules():
     assert TypeAdapter(Queries).validate_python([" a ", "b"]) == ["a", "b"]
-    for bad in ([], ["ok"] * (MAX_QUERIES + 1), ["ok", ""]):
-        with pytest.raises(ValidationError):
+    for bad, error in (([], BatchSizeError), (["ok"] * (MAX_QUERIES + 1), BatchSizeError),
+                       (["ok", ""], ValidationError)):  # fmt: skip
+        with pytest.raises(error):
             TypeAdapter(Queries).validate_python(bad)
 
 

@@ -10,6 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from finbento.ner import LABELS, EntityExtractor, add_money_ruler, blank_pipeline
 from finbento.settings import Settings
 from services.ner_schemas import MAX_BATCH, MAX_BATCH_CHARS, MAX_TEXT_CHARS, Entity, NerPrediction
+from services.schemas import BatchSizeError
 from trainers import ner as trainer
 
 REF = date(2022, 3, 15)
@@ -255,11 +256,15 @@ def test_single_route_accepts_text_with_or_without_a_date(routes):
 
 def test_batch_route_limits(routes):
     method = routes.predict_ner_batch
-    assert _errors(method, {"texts": []}) == [("too_short", ("texts",))]
-    assert _errors(method, {"texts": ["a"] * (MAX_BATCH + 1)}) == [("too_long", ("texts",))]
-    assert _errors(method, {"texts": ["ok", " "]}) == [("value_error", ("texts", 1))]
     n = MAX_BATCH_CHARS // MAX_TEXT_CHARS + 1
-    assert _errors(method, {"texts": ["x" * MAX_TEXT_CHARS] * n}) == [("value_error", ("texts",))]
+    for texts, message in (([], "texts: at least 1 item, got 0"),
+                           (["a"] * (MAX_BATCH + 1), "texts: at most 1000 items, got 1001"),
+                           (["x" * MAX_TEXT_CHARS] * n,
+                            "texts: at most 100000 characters in all, got 102000")):  # fmt: skip
+        with pytest.raises(BatchSizeError) as exc:  # 422
+            method.input_spec.model_validate({"texts": texts})
+        assert str(exc.value) == message
+    assert _errors(method, {"texts": ["ok", " "]}) == [("value_error", ("texts", 1))]
     assert len(method.input_spec.model_validate({"texts": ["a"] * MAX_BATCH}).texts) == MAX_BATCH
 
 

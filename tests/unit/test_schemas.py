@@ -1,18 +1,86 @@
+from http import HTTPStatus
+
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from finbento.features.credit_risk import EXAMPLE_APPLICANT, Applicant
-from services.schemas import MAX_BATCH, ApplicantBatch, CreditRiskPrediction
+from services.schemas import (
+    MAX_BATCH,
+    ApplicantBatch,
+    BatchSizeError,
+    CreditRiskPrediction,
+    batch_size_detail,
+)
 
 batch = TypeAdapter(ApplicantBatch)
 
 
-def test_batch_size_limits():
+def test_batch_size_limits_are_422_naming_field_and_rule():
     assert len(batch.validate_python([EXAMPLE_APPLICANT] * MAX_BATCH)) == MAX_BATCH
-    for n in (0, MAX_BATCH + 1):
-        with pytest.raises(ValidationError) as exc:
+    for n, rule in ((0, "at least 1 item, got 0"), (MAX_BATCH + 1, "at most 1000 items, got 1001")):
+        with pytest.raises(BatchSizeError) as exc:
             batch.validate_python([EXAMPLE_APPLICANT] * n)
-        assert exc.value.errors()[0]["type"] in {"too_short", "too_long"}
+        assert exc.value.error_code == HTTPStatus.UNPROCESSABLE_ENTITY
+        assert str(exc.value) == f"items: {rule}"  # no field name outside a model
+
+
+def test_a_non_list_is_still_a_pydantic_error_not_a_batch_size_one():
+    with pytest.raises(ValidationError) as exc:
+        batch.validate_python({"not": "a list"})
+    assert exc.value.errors()[0]["type"] == "list_type"
+
+
+def _routes():
+    from services.category_routes import CategoryRoutes
+    from services.intent_routes import IntentRoutes
+    from services.ner_routes import NerRoutes
+    from services.routes import CreditRiskRoutes
+    from services.spending_routes import SpendingRoutes
+    from services.transaction_routes import TransactionRoutes
+
+    return {
+        "/predict/credit-risk/batch": (CreditRiskRoutes.predict_credit_risk_batch, "applicants"),
+        "/transactions": (TransactionRoutes.ingest_transactions, "transactions"),
+        "/predict/fraud/batch": (TransactionRoutes.predict_fraud_batch, "transactions"),
+        "/predict/anomaly/batch": (TransactionRoutes.predict_anomaly_batch, "transactions"),
+        "/feedback/fraud": (TransactionRoutes.feedback_fraud, "labels"),
+        "/predict/intent/batch": (IntentRoutes.predict_intent_batch, "queries"),
+        "/predict/ner/batch": (NerRoutes.predict_ner_batch, "texts"),
+        "/predict/category/batch": (CategoryRoutes.predict_category_batch, "transactions"),
+        "/predict/spending": (SpendingRoutes.predict_spending, "history"),
+    }
+
+
+#: route -> most items; the intent batch is smaller (a transformer), spending history larger.
+LIMITS = {"/predict/intent/batch": 256, "/predict/spending": 10 * MAX_BATCH}
+OTHER_FIELDS = {"/predict/spending": {"user_id": "u1", "months": 3}}
+
+
+@pytest.mark.parametrize("route", list(_routes()))
+def test_every_batch_route_limits_its_items_with_a_422_and_documents_it(route):
+    method, field = _routes()[route]
+    limit, other = LIMITS.get(route, MAX_BATCH), OTHER_FIELDS.get(route, {})
+    item = "" if route == "/predict/intent/batch" else {}  # an invalid item: counted first
+    for n, rule in ((limit + 1, f"at most {limit} items, got {limit + 1}"),
+                    (0, "at least 1 item, got 0")):  # fmt: skip
+        with pytest.raises(BatchSizeError) as exc:
+            method.input_spec.model_validate({**other, field: [item] * n})
+        assert str(exc.value) == f"{field}: {rule}"
+        assert batch_size_detail(str(exc.value)) == {
+            "loc": [field], "msg": rule, "type": "too_long" if n else "too_short"}  # fmt: skip
+    with pytest.raises(ValidationError):  # at the limit the count passes; the items are checked
+        method.input_spec.model_validate({**other, field: [item] * limit})
+    schema = method.input_spec.model_json_schema()["properties"][field]
+    array = next((s for s in schema.get("anyOf", []) if s.get("type") == "array"), schema)
+    assert (array["minItems"], array["maxItems"]) == (1, limit)
+
+
+def test_batch_size_detail_reads_only_batch_size_messages():
+    assert batch_size_detail("texts: at most 100000 characters in all, got 100001")["loc"] == [
+        "texts"
+    ]
+    assert batch_size_detail("unknown product codes: x") is None
+    assert batch_size_detail("Authorization error") is None
 
 
 def test_a_bad_row_is_located_by_index():
