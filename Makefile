@@ -21,13 +21,18 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(BIN)/.installed       ## serving, transactions, fraud-vs-handbook, spending, recommend and prediction-log benchmarks (20 s per point)
+bench: $(BIN)/.installed       ## serving, load, vs mlflow/FastAPI, memory, transactions, fraud-vs-handbook, spending, recommend, prediction-log (minutes each)
 	$(BIN)/finbento up --no-serve
 	$(BIN)/finbento build --bundle language
 	$(BIN)/finbento build --bundle forecast
 	$(BIN)/finbento build --bundle recommend
+	$(BIN)/finbento build --bundle risk
+	$(BIN)/finbento build --bundle advisor
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/serving.py --model intent --concurrency 1 8 32
+	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/load.py
+	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/transactions.py
 	$(BIN)/python bench/fraud_handbook.py
 	$(BIN)/python bench/spending.py
@@ -39,8 +44,13 @@ bench-short: $(BIN)/.installed ## the same, short (CI; intent fine-tuned for 1 e
 	$(BIN)/finbento build --bundle language
 	$(BIN)/finbento build --bundle forecast
 	$(BIN)/finbento build --bundle recommend
+	$(BIN)/finbento build --bundle risk
+	$(BIN)/finbento build --bundle advisor
 	$(BIN)/python bench/serving.py --short
 	$(BIN)/python bench/serving.py --model intent --short
+	$(BIN)/python bench/compare.py --short
+	$(BIN)/python bench/load.py --short
+	$(BIN)/python bench/memory.py --short
 	$(BIN)/python bench/transactions.py --short
 	$(BIN)/python bench/fraud_handbook.py --short
 	$(BIN)/python bench/spending.py --short

@@ -1,15 +1,16 @@
 """Load on every public route of a served Bento: requests/s, p50/p95/p99 and errors per route.
 
-WORK IN PROGRESS (issue 9): drives each route of the all-in-one Bento with wrk at concurrency
-1, 8, 32 and 64 (``--concurrency``), one route at a time, the prediction cache off (so every request
-is scored), and prints one row per (route, concurrency) with the mean adaptive batch size seen on
-``/metrics``. Results: bench/results/load.json and bench/results/load.png.
+Drives each prediction route of the all-in-one Bento (bench/bodies.py) with wrk at concurrency
+1, 8, 32 and 64 (``--concurrency``), one route at a time, the prediction cache off (so every
+request is scored), and prints one row per (route, concurrency) with the mean adaptive batch size
+seen on ``/metrics`` (``-`` for routes scored in the API worker). Results:
+bench/results/load.json and load.png (requests/s and p99 per route against concurrency).
 
     python bench/load.py                      # 10 s per point
     python bench/load.py --short              # 2 s per point, concurrency 1 and 32
 
-Still to do: the ``--compare`` mode (the same credit-risk model under ``mlflow models serve`` and a
-plain FastAPI + uvicorn app, ratios from one run) and the resident-memory report.
+The same credit-risk model under ``mlflow models serve`` and plain FastAPI: bench/compare.py;
+resident memory over minutes of load: bench/memory.py.
 """
 
 from __future__ import annotations
@@ -23,24 +24,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.bodies import bodies  # noqa: E402
 from bench.serving import batch_size_stats, run_wrk  # noqa: E402
 
 
-def bodies() -> dict[str, dict]:
-    """Route -> one valid request body (shipped examples)."""
-    from finbento.features.credit_risk import EXAMPLE_APPLICANT
+def plot(results: list[dict], path: Path) -> None:
+    """Requests/s and p99 against concurrency, one line per route."""
+    import matplotlib
 
-    tx = {"transaction_id": "load-1", "tx_datetime": "2018-08-20T10:15:00",
-          "customer_id": "load-c1", "terminal_id": "load-t1", "tx_amount": 42.5}  # fmt: skip
-    return {
-        "/predict/credit-risk": {"applicant": EXAMPLE_APPLICANT},
-        "/predict/fraud": {"transaction": tx, "ingest": False},
-        "/predict/anomaly": {"transaction": tx, "ingest": False},
-        "/predict/intent": {"query": "I still have not received my new card"},
-        "/predict/ner": {"text": "Pay Rs 1,200 to Airtel on Friday"},
-        "/predict/category": {"description": "POS Purchase Woolworths Sandton", "amount": -250.0},
-        "/recommend": {"products_held": ["ind_cco_fin_ult1"], "k": 3},
-    }
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for route in dict.fromkeys(r["route"] for r in results):
+        rows = [r for r in results if r["route"] == route]
+        conc = [r["concurrency"] for r in rows]
+        a.plot(conc, [r["rps"] for r in rows], marker="o", label=route)
+        b.plot(conc, [r["p99_ms"] for r in rows], marker="o", label=route)
+    for ax, title in ((a, "requests/s"), (b, "p99 latency, ms")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrency")
+        ax.set_title(title)
+    b.legend(fontsize=7)
+    fig.suptitle("all-in-one Bento, prediction cache off, wrk on the same cores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> int:
@@ -88,7 +96,8 @@ def main() -> int:
     out = ROOT / "bench" / "results" / "load.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"bento": tag, "results": results}, indent=2))
-    print(f"wrote {out}")
+    plot(results, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
     return 1 if any(r["errors"] > 0.01 * max(r["requests"], 1) for r in results) else 0
 
 

@@ -1,11 +1,12 @@
-"""Serving benchmark: requests/s and latency of a model route, batching on and off.
+"""Serving benchmark: requests/s and latency of a model route, batching on and off, cache on.
 
-``--model credit-risk`` (default) drives /predict/credit-risk of the all-in-one Bento;
-``--model intent`` drives /predict/intent of the language Bento. The Bento is started with real
-``bentoml serve`` on a free port (once per batching mode) and driven with ``wrk`` (or an asyncio
-client when wrk is not installed) at each concurrency, with batching on and off (the Redis
-prediction cache off, so every request is scored) and with the cache on (every request after
-the first a hit: its best case); the script prints requests/s,
+``--model credit-risk`` (default) drives /predict/credit-risk of the all-in-one Bento (scored in
+the API worker: no model service, so no batching modes); ``--model intent`` drives
+/predict/intent of the language Bento. The Bento is started with real ``bentoml serve`` on a free
+port (once per mode) and driven with ``wrk`` (or an asyncio client when wrk is not installed) at
+each concurrency: ``on`` / ``off`` batching, or ``scored`` where the model has no batching switch
+(the Redis prediction cache off, so every request is scored), and ``cached`` with the cache on
+(every request after the first a hit: its best case); the script prints requests/s,
 p50/p95/p99 and errors, plus the mean adaptive batch size BentoML reports on /metrics. Results go
 to bench/results/serving-MODEL.json.
 
@@ -33,9 +34,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-#: model -> (route, bundle, batching switch, request body).
-PROFILES: dict[str, tuple[str, str, str, dict]] = {
-    "credit-risk": ("/predict/credit-risk", "all", "FINBENTO_CREDIT_RISK_BATCHING", {}),
+#: model -> (route, bundle, batching switch or None, request body).
+PROFILES: dict[str, tuple[str, str, str | None, dict]] = {
+    "credit-risk": ("/predict/credit-risk", "all", None, {}),
     "intent": ("/predict/intent", "language", "FINBENTO_INTENT_BATCHING",
                {"query": "I still have not received my new card, when will it arrive?"}),
 }  # fmt: skip
@@ -124,10 +125,10 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--short", action="store_true", help="CI: 3 s at concurrency 1 and 32")
-    parser.add_argument("--modes", nargs="+", default=["on", "off", "cached"],
-                        choices=["on", "off", "cached"],
-                        help="batching on / off (prediction cache off: every request scored), "
-                        "cached: batching on and the Redis prediction cache on")  # fmt: skip
+    parser.add_argument("--modes", nargs="+", choices=["on", "off", "scored", "cached"],
+                        help="batching on / off, or scored for a model without batching (the "
+                        "prediction cache off: every request scored), cached: the Redis "
+                        "prediction cache on; default: every mode the model has")  # fmt: skip
     parser.add_argument("--out", help="JSON results (default bench/results/serving-MODEL.json)")
     args = parser.parse_args()
     if args.short:
@@ -141,6 +142,7 @@ def main() -> int:
     from finbento.serving import free_port, start_bento_server, stop_bento_server
 
     route, bundle, switch, payload = PROFILES[args.model]
+    args.modes = args.modes or (["on", "off", "cached"] if switch else ["scored", "cached"])
     payload = payload or {"applicant": EXAMPLE_APPLICANT}
     out = Path(args.out or ROOT / "bench" / "results" / f"serving-{args.model}.json")
     tag = args.tag or latest_bento(bundle)
@@ -163,8 +165,9 @@ def main() -> int:
     results = []
     for mode in args.modes:
         port = free_port()
-        env = {switch: str(mode != "off"),
-               "FINBENTO_PREDICTION_CACHE_TTL_S": "3600" if mode == "cached" else "0"}  # fmt: skip
+        env = {"FINBENTO_PREDICTION_CACHE_TTL_S": "3600" if mode == "cached" else "0"}
+        if switch:
+            env[switch] = str(mode != "off")
         proc = start_bento_server(tag, port, env)
         url = f"http://127.0.0.1:{port}{route}"
         try:
@@ -178,7 +181,7 @@ def main() -> int:
                     r = asyncio.run(run_asyncio(url, body, conc, args.seconds))
                 s1, c1 = batch_size_stats(port)
                 r.update(
-                    batching=mode,
+                    mode=mode,
                     concurrency=conc,
                     mean_batch_size=(s1 - s0) / (c1 - c0) if c1 > c0 else None,
                 )

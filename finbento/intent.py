@@ -43,6 +43,25 @@ def load_tokenizer(path: Path, max_length: int):
     return tok
 
 
+def onnx_session(path: Path, threads: int):
+    """A CPU ``onnxruntime.InferenceSession`` for serving next to other busy processes.
+
+    Args:
+        path: the ``.onnx`` file.
+        threads: intra-op threads (one inter-op thread: the graphs here are sequential).
+
+    Idle intra-op threads do not spin: ONNX Runtime's default busy-waits between operators, which
+    on two cores shared with the API workers took the CPU those workers needed.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def tokenize(tokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """``input_ids`` and ``attention_mask``, int64 arrays (n, longest sequence in ``texts``)."""
     encodings = tokenizer.encode_batch([normalise(t) for t in texts])
@@ -116,18 +135,10 @@ class IntentClassifier:
     """
 
     def __init__(self, directory: Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         self.directory = Path(directory)
         self.config = IntentConfig.load(self.directory)
         self.tokenizer = load_tokenizer(self.directory / TOKENIZER_FILE, self.config.max_length)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(self.directory / self.config.onnx_file), options,
-            providers=["CPUExecutionProvider"],
-        )  # fmt: skip
+        self.session = onnx_session(self.directory / self.config.onnx_file, threads)
 
     @property
     def threshold(self) -> float:

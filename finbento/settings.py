@@ -151,7 +151,10 @@ class Settings(BaseSettings):
     intent_learning_rate: float = Field(6e-5, description="Peak learning rate of the encoder.")
     intent_max_length: int = Field(64, description="Tokens kept per query.")
     intent_batching: bool = Field(True, description="Adaptive batching on the intent service.")
-    intent_threads: int = Field(2, description="ONNX Runtime intra-op threads of intent.")
+    intent_threads: int = Field(
+        1, description="ONNX Runtime intra-op threads of the intent service (1: the cores go to "
+        "the API workers; measured in bench/serving.py, see README).",
+    )  # fmt: skip
     intent_quantize: bool = Field(True, description="Serve int8 ONNX where accuracy holds.")
     intent_max_int8_drop: float = Field(
         0.005, description="Largest validation-accuracy loss accepted for the int8 model."
@@ -219,6 +222,10 @@ class Settings(BaseSettings):
     prediction_log_maxlen: int = Field(
         100_000, ge=1_000, description="Approximate records kept per model's prediction stream."
     )
+    feature_spool_mb: float = Field(
+        64, gt=0, description="Largest local spool (MiB) of transactions scored while Redis was "
+        "down, replayed into the feature store when it is back.",
+    )  # fmt: skip
     drift_window: int = Field(5_000, ge=30, description="Newest logged predictions a check uses.")
     drift_warning_share: float = Field(
         0.1, gt=0, le=1, description="Share of drifted features that raises a drift warning."
@@ -241,8 +248,16 @@ class Settings(BaseSettings):
         description="Share of fraud requests (%) also scored by the challenger in shadow; > 0 "
         "makes `finbento build` package the challenger version beside the champion.",
     )  # fmt: skip
-    credit_risk_batching: bool = Field(
-        True, description="Adaptive batching on the credit-risk model service (off: one call each)."
+    access_log: bool = Field(
+        False, description="BentoML's access log line per request (costs ~10 % of throughput; "
+        "request counts and latencies are on /metrics either way).",
+    )  # fmt: skip
+    tracing: bool = Field(
+        False, description="OpenTelemetry spans per request. BentoML makes them even with no "
+        "exporter, which halved throughput; turn on with an exporter in BentoML's configuration.",
+    )  # fmt: skip
+    api_workers: int = Field(
+        2, ge=1, le=64, description="Processes of each public Bento service (one per core)."
     )
     prediction_cache_ttl_s: int = Field(
         3600, ge=0, description="Seconds a deterministic prediction stays cached in Redis; 0: off."

@@ -16,7 +16,7 @@ import bentoml
 from finbento.advisor.advisor import Advisor
 from finbento.settings import Settings, get_settings
 from services.args import ARGS
-from services.runtime import tune_gc
+from services.runtime import service_options, tune_gc
 
 
 def gemini_client(settings: Settings):
@@ -33,7 +33,7 @@ def gemini_client(settings: Settings):
     return GeminiClient(settings.gemini_api_key.get_secret_value(), config)
 
 
-@bentoml.service(name="advisor", workers=1, traffic={"timeout": 60})
+@bentoml.service(**service_options("advisor", timeout_s=60))
 class AdvisorModel:
     """The advisor, one endpoint."""
 

@@ -4,9 +4,10 @@ import bentoml
 
 from services import http_metrics
 from services.advisor_routes import AdvisorRoutes
+from services.runtime import service_options
 
 
-@bentoml.service(name="finbento-advisor", workers=1, traffic={"timeout": 60})
+@bentoml.service(**service_options("finbento-advisor", timeout_s=60, public=True))
 class AdvisorAPI(AdvisorRoutes):
     """Public routes of the advisor."""
 

@@ -11,13 +11,14 @@ from services.ner_routes import NerRoutes
 from services.prediction_cache import app as cache_app
 from services.recommend_routes import RecommendRoutes
 from services.routes import CreditRiskRoutes
+from services.runtime import service_options
 from services.spending_routes import SpendingRoutes
 from services.transaction_routes import TransactionRoutes
 
 
 @bentoml.asgi_app(monitoring_app, path="/monitoring")  # admin drift routes
 @bentoml.asgi_app(cache_app, path="/cache")  # admin: POST /cache/clear
-@bentoml.service(name="finbento", workers=1, traffic={"timeout": 10})
+@bentoml.service(**service_options("finbento", timeout_s=10, public=True))
 class FinBento(
     CreditRiskRoutes,
     TransactionRoutes,

@@ -3,7 +3,8 @@
 Takes validated transactions (description, signed amount) and answers, per transaction, the most
 likely category of the app's taxonomy, its probability and the top 3 categories. The TF-IDF +
 logistic-regression pipeline scores a row in well under a millisecond, so batching pays mostly
-under bursts; the caps follow the credit-risk service (services/credit_risk.py).
+under bursts; the caps follow
+the intent service's (services/intent.py).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import bentoml
 from finbento.categorizer import CategoryClassifier
 from services.args import ARGS
 from services.category_schemas import CategoryAlternative, CategoryScores, CategoryTransaction
-from services.runtime import tune_gc
+from services.runtime import service_options, tune_gc
 
 
-@bentoml.service(name="categorizer", workers=1, traffic={"timeout": 10})
+@bentoml.service(**service_options("categorizer", timeout_s=10))
 class CategorizerModel:
     """The categorizer model, one batchable endpoint."""
 

@@ -3,7 +3,7 @@
 One transaction is ``{"description": str, "amount": float}`` (signed, negative = money out); a
 batch is ``{"transactions": [...]}`` (1 to 1,000), answered in input order. Validation
 (services/category_schemas.py) happens in pydantic before any scoring and answers 400 with the
-field's location and the rule broken.
+field's location and the rule broken (422 for an empty or oversized batch).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 import bentoml
 
 from finbento.categorizer import MODEL_NAME
-from services import prediction_logging
+from services import dependency, prediction_logging
 from services.args import ARGS, mlflow_version
 from services.categorizer import CategorizerModel
 from services.category_schemas import (
@@ -38,7 +38,8 @@ class CategoryRoutes:
         version = mlflow_version(ARGS.categorizer_model)
 
         async def categorize(missing: list[int]) -> list[dict]:
-            scores = await self.categorizer.to_async.categorize([items[i] for i in missing])
+            categorize = self.categorizer.to_async.categorize
+            scores = await dependency.call(MODEL_NAME, categorize, [items[i] for i in missing])
             return [CategoryScores.model_validate(s).model_dump() for s in scores]
 
         scores = await get_cache().cached(MODEL_NAME, version,

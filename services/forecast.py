@@ -3,10 +3,11 @@
 import bentoml
 
 from services import http_metrics
+from services.runtime import service_options
 from services.spending_routes import SpendingRoutes
 
 
-@bentoml.service(name="finbento-forecast", workers=1, traffic={"timeout": 30})
+@bentoml.service(**service_options("finbento-forecast", timeout_s=30, public=True))
 class ForecastAPI(SpendingRoutes):
     """Public routes of the forecast models."""
 

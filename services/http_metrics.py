@@ -148,7 +148,8 @@ def install(service: Any, bundle: str) -> None:
     :class:`ModelMetricsMiddleware` outermost, so the refusals of
     :class:`services.guard.RequestGuard` (413, 401) are counted too.
     """
-    from services.guard import RequestGuard
+    from services.guard import RequestGuard, cap_validation_errors
 
     service.add_asgi_middleware(ModelMetricsMiddleware, models=BUNDLES[bundle].models)
     service.add_asgi_middleware(RequestGuard)
+    cap_validation_errors(service)  # a 400 lists at most 20 errors (no amplification)

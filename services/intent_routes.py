@@ -10,7 +10,7 @@ import bentoml
 import numpy as np
 
 from finbento.intent import MODEL_NAME, IntentConfig
-from services import prediction_logging
+from services import dependency, prediction_logging
 from services.args import ARGS, mlflow_version
 from services.intent import IntentModel
 from services.intent_schemas import (
@@ -39,7 +39,8 @@ class IntentRoutes:
 
         async def infer(missing: list[int]) -> list[list[float]]:
             batch = [queries[i] for i in missing]
-            return np.asarray(await self.intent.to_async.probabilities(batch)).tolist()
+            probabilities = self.intent.to_async.probabilities
+            return np.asarray(await dependency.call(MODEL_NAME, probabilities, batch)).tolist()
 
         probabilities = np.asarray(await get_cache().cached(MODEL_NAME, version, queries, infer))
         predictions = [

@@ -18,10 +18,10 @@ from finbento.ner import EntityExtractor
 from finbento.settings import get_settings
 from services.args import ARGS
 from services.ner_schemas import NerQuery
-from services.runtime import tune_gc
+from services.runtime import service_options, tune_gc
 
 
-@bentoml.service(name="ner", workers=1, traffic={"timeout": 10})
+@bentoml.service(**service_options("ner", timeout_s=10))
 class NerModel:
     """The ner model, one batchable endpoint."""
 

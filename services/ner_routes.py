@@ -3,7 +3,8 @@
 ``POST /predict/ner`` takes ``{"text", "reference_date"?}``, ``POST /predict/ner/batch`` takes
 ``{"texts": [...], "reference_date"?}``; relative dates ("yesterday", "last month") resolve
 against ``reference_date`` (default: today on the server). Bad input (empty or blank text, a text
-over 2,000 characters, an empty or oversized batch, a malformed date) answers 400 naming the field.
+over 2,000 characters, a malformed date) answers 400 naming the field; an empty or oversized batch
+(over 1,000 texts or 100,000 characters in all) answers 422.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import date
 import bentoml
 
 from finbento.ner import MODEL_NAME
-from services import prediction_logging
+from services import dependency, prediction_logging
 from services.args import ARGS, mlflow_version
 from services.ner import NerModel
 from services.ner_schemas import (
@@ -38,7 +39,7 @@ class NerRoutes:
         started = time.perf_counter()
         ref = reference_date or date.today()
         queries = [NerQuery(text=t, reference_date=ref) for t in texts]
-        out = await self.ner.to_async.extract(queries)
+        out = await dependency.call(MODEL_NAME, self.ner.to_async.extract, queries)
         prediction_logging.record(
             MODEL_NAME, mlflow_version(ARGS.ner_model),
             [{"text": t, "text_chars": len(t)} for t in texts],

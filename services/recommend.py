@@ -4,9 +4,10 @@ import bentoml
 
 from services import http_metrics
 from services.recommend_routes import RecommendRoutes
+from services.runtime import service_options
 
 
-@bentoml.service(name="finbento-recommend", workers=1, traffic={"timeout": 10})
+@bentoml.service(**service_options("finbento-recommend", timeout_s=10, public=True))
 class RecommendAPI(RecommendRoutes):
     """Public route of the recommender."""
 

@@ -15,7 +15,7 @@ import bentoml
 from starlette.responses import JSONResponse
 
 from finbento.recommender import MODEL_NAME, PRODUCT_CODES
-from services import prediction_logging
+from services import dependency, prediction_logging
 from services.args import ARGS, mlflow_version
 from services.recommend_schemas import (
     RecommendQuery,
@@ -57,7 +57,7 @@ class RecommendRoutes:
             )  # fmt: skip
         held = sorted(set(request.products_held))
         query = RecommendQuery(products_held=held, profile=request.profile, k=request.k)
-        (scores,) = await self.recommender.to_async.recommend([query])
+        (scores,) = await dependency.call(MODEL_NAME, self.recommender.to_async.recommend, [query])
         scores = RecommendScores.model_validate(scores)
         version = mlflow_version(ARGS.recommender_model)
         top = scores.recommendations[0] if scores.recommendations else None

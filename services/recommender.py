@@ -16,10 +16,10 @@ from threadpoolctl import threadpool_limits
 from finbento.recommender import Recommender
 from services.args import ARGS
 from services.recommend_schemas import RecommendedProduct, RecommendQuery, RecommendScores
-from services.runtime import tune_gc
+from services.runtime import service_options, tune_gc
 
 
-@bentoml.service(name="recommender", workers=1, traffic={"timeout": 10})
+@bentoml.service(**service_options("recommender", timeout_s=10))
 class RecommenderModel:
     """The recommender model, one batchable endpoint."""
 

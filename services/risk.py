@@ -5,11 +5,12 @@ import bentoml
 from services import http_metrics
 from services.prediction_cache import app as cache_app
 from services.routes import CreditRiskRoutes
+from services.runtime import service_options
 from services.transaction_routes import TransactionRoutes
 
 
 @bentoml.asgi_app(cache_app, path="/cache")  # admin: POST /cache/clear
-@bentoml.service(name="finbento-risk", workers=1, traffic={"timeout": 10})
+@bentoml.service(**service_options("finbento-risk", timeout_s=10, public=True))
 class RiskAPI(CreditRiskRoutes, TransactionRoutes):
     """Public routes of the risk models."""
 

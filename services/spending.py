@@ -16,10 +16,10 @@ import pandas as pd
 
 from finbento.spending import SpendingForecaster
 from services.args import ARGS
-from services.runtime import tune_gc
+from services.runtime import service_options, tune_gc
 
 
-@bentoml.service(name="spending", workers=1, traffic={"timeout": 30})
+@bentoml.service(**service_options("spending", timeout_s=30))
 class SpendingModel:
     """The spending forecaster, one endpoint."""
 

@@ -25,7 +25,7 @@ from finbento.settings import get_settings
 from finbento.spending import MODEL_NAME, TOTAL
 from finbento.spending_store import SpendingStore
 from monitoring.metrics import DEGRADED_RESPONSES
-from services import prediction_logging
+from services import dependency, prediction_logging
 from services.args import ARGS, mlflow_version
 from services.profiles import ProfileWriter
 from services.spending import SpendingModel
@@ -106,8 +106,9 @@ class SpendingRoutes(ProfileWriter):
             return SpendingPrediction(**hit, user_id=request.user_id, cached=True,
                                     model=MODEL_NAME, model_version=version)  # fmt: skip
         history = history.assign(date=history["date"].astype(str))
-        answer = await self.spending.to_async.forecast(
-            history=history.to_dict("records"), months=request.months, category=request.category
+        records, forecast = history.to_dict("records"), self.spending.to_async.forecast
+        answer = await dependency.call(
+            MODEL_NAME, forecast, history=records, months=request.months, category=request.category
         )
         try:
             ttl = get_settings().spending_cache_ttl_s

@@ -2,7 +2,8 @@
 
 Both take the full feature matrix (n, 18) built by the public routes from the feature store and
 answer one row per transaction. XGBoost and an Isolation Forest score a row in microseconds, so
-batching helps mostly under bursts; the caps follow the credit-risk service (services/credit_risk).
+batching helps mostly under bursts; the caps follow the
+intent service's (services/intent.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from finbento.anomaly import AnomalyScorer
 from finbento.fraud import FraudScorer
 from services.args import ARGS
-from services.runtime import tune_gc
+from services.runtime import service_options, tune_gc
 
 
 class _FraudEndpoint:
@@ -34,7 +35,7 @@ class _FraudEndpoint:
         return np.column_stack([p, np.full(len(p), self.scorer.threshold)])
 
 
-@bentoml.service(name="fraud", workers=1, traffic={"timeout": 10})
+@bentoml.service(**service_options("fraud", timeout_s=10))
 class FraudModel(_FraudEndpoint):
     """The fraud champion."""
 
@@ -43,7 +44,7 @@ class FraudModel(_FraudEndpoint):
 
 if ARGS.fraud_challenger_model:  # packaged only when built with a challenger in shadow
 
-    @bentoml.service(name="fraud-challenger", workers=1, traffic={"timeout": 10})
+    @bentoml.service(**service_options("fraud-challenger", timeout_s=10))
     class FraudChallengerModel(_FraudEndpoint):
         """The fraud challenger, scoring a share of the traffic in shadow (answers unused)."""
 
@@ -53,7 +54,7 @@ else:
     FraudChallengerModel = None
 
 
-@bentoml.service(name="anomaly", workers=1, traffic={"timeout": 10})
+@bentoml.service(**service_options("anomaly", timeout_s=10))
 class AnomalyModel:
     """The anomaly model, one batchable endpoint."""
 

@@ -3,9 +3,11 @@
 Features come from the Redis feature store (finbento.feature_store) through the same code that
 trained the models (finbento.features.transactions). Redis calls run in a worker thread so a slow
 Redis never blocks the event loop. When Redis fails, scoring answers from the request alone
-(neutral history features), marks the answer ``degraded`` and counts it; ingest and feedback, which
-cannot be done without Redis, answer 503 with ``Retry-After`` and an ``error`` saying nothing was
-stored, so the caller retries and nothing is lost silently.
+(neutral history features), marks the answer ``degraded`` and counts it, and the transactions it
+should have stored go to a local spool (``<state_dir>/feature-spool``,
+:class:`finbento.feature_store.IngestSpool`) that is replayed into the store once Redis answers.
+``/transactions`` and ``/feedback/fraud``, whose callers are told, answer 503 with ``Retry-After``
+and an ``error`` saying nothing was stored, so the caller retries and nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -20,11 +22,10 @@ from typing import Annotated
 import bentoml
 import numpy as np
 import redis
-from pydantic import Field
 
 from finbento.anomaly import MODEL_NAME as ANOMALY
 from finbento.anomaly import top_deviations
-from finbento.feature_store import TransactionStore
+from finbento.feature_store import IngestSpool, TransactionStore
 from finbento.features.transactions import (
     FEATURES,
     Transaction,
@@ -35,7 +36,7 @@ from finbento.features.transactions import (
 from finbento.fraud import MODEL_NAME as FRAUD
 from finbento.settings import get_settings
 from monitoring.metrics import DEGRADED_RESPONSES, FEATURE_STORE_REQUESTS
-from services import prediction_logging
+from services import dependency, prediction_logging
 from services.args import ARGS, mlflow_version
 from services.schemas import (
     MAX_BATCH,
@@ -47,6 +48,7 @@ from services.schemas import (
     FraudLabel,
     FraudPrediction,
     IngestResult,
+    ItemCount,
     TransactionBatch,
     TransactionIn,
 )
@@ -109,10 +111,21 @@ class TransactionRoutes:
         s = get_settings()
         return TransactionStore.from_url(s.redis_url, s.redis_prefix)
 
+    @cached_property
+    def ingest_spool(self) -> IngestSpool:
+        """Where scored transactions go while the feature store is down (replayed later)."""
+        s = get_settings()
+        max_bytes = int(s.feature_spool_mb * 2**20)
+        return IngestSpool(self.feature_store, s.state_dir / "feature-spool", max_bytes)
+
     async def _features(
         self, txs: list[Transaction], ingest: bool, model: str
     ) -> tuple[np.ndarray, bool]:
-        """Feature rows (n, 18) and whether they are degraded; stores ``txs`` if ``ingest``."""
+        """Feature rows (n, 18) and whether they are degraded; stores ``txs`` if ``ingest``.
+
+        If Redis fails, the rows are :func:`neutral_features` (degraded) and, if ``ingest``,
+        ``txs`` are spooled locally (one file append) to be stored once Redis is back.
+        """
         try:
             customers, terminals = await asyncio.to_thread(self.feature_store.histories, txs)
             hits = sum(len(customers[tx.customer_id].times) > 0 for tx in txs)
@@ -123,7 +136,10 @@ class TransactionRoutes:
             log.warning("feature store unavailable, scoring from the request alone: %s", exc)
             FEATURE_STORE_REQUESTS.labels("error").inc(len(txs))
             DEGRADED_RESPONSES.labels(model, "feature_store_unavailable").inc(len(txs))
+            if ingest:
+                await asyncio.to_thread(self.ingest_spool.add, txs)
             return neutral_features(txs), True
+        self.ingest_spool.replay_soon()
         FEATURE_STORE_REQUESTS.labels("hit").inc(hits)
         FEATURE_STORE_REQUESTS.labels("miss").inc(len(txs) - hits)
         return features, False
@@ -131,7 +147,7 @@ class TransactionRoutes:
     async def _fraud(self, items: list[TransactionIn], ingest: bool) -> list[FraudPrediction]:
         started = time.perf_counter()
         features, degraded = await self._features(to_transactions(items), ingest, FRAUD)
-        out = np.asarray(await self.fraud.to_async.score(features))
+        out = np.asarray(await dependency.call(FRAUD, self.fraud.to_async.score, features))
         version = mlflow_version(ARGS.fraud_model)
         _log(FRAUD, version, features,
              [{"transaction_id": i.transaction_id, "fraud_probability": float(p),
@@ -148,7 +164,7 @@ class TransactionRoutes:
     async def _anomaly(self, items: list[TransactionIn], ingest: bool) -> list[AnomalyPrediction]:
         started = time.perf_counter()
         features, degraded = await self._features(to_transactions(items), ingest, ANOMALY)
-        out = np.asarray(await self.anomaly.to_async.score(features))
+        out = np.asarray(await dependency.call(ANOMALY, self.anomaly.to_async.score, features))
         version = mlflow_version(ARGS.anomaly_model)
         _log(ANOMALY, version, features, [{"anomaly_score": float(row[0]), "degraded": degraded}
                                           for row in out], started)  # fmt: skip
@@ -173,6 +189,7 @@ class TransactionRoutes:
             new = await asyncio.to_thread(self.feature_store.ingest, txs)
         except redis.exceptions.RedisError as exc:
             return IngestResult(ingested=0, duplicates=0, error=_unavailable(ctx, exc))
+        self.ingest_spool.replay_soon()
         return IngestResult(ingested=new, duplicates=len(txs) - new)
 
     @bentoml.api(route="/predict/fraud")
@@ -208,7 +225,7 @@ class TransactionRoutes:
     @bentoml.api(route="/feedback/fraud")
     async def feedback_fraud(
         self,
-        labels: Annotated[list[FraudLabel], Field(min_length=1, max_length=MAX_BATCH)],
+        labels: Annotated[list[FraudLabel], ItemCount(1, MAX_BATCH)],
         ctx: bentoml.Context,
     ) -> FeedbackResult:
         """Confirmed labels; fraudulent ones feed terminal risk once they are 7 days old."""

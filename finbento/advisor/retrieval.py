@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from finbento.advisor.knowledge import DATA_DIR, Chunk
-from finbento.intent import load_tokenizer, tokenize
+from finbento.intent import load_tokenizer, onnx_session, tokenize
 
 MODEL_NAME = "advisor"
 ENCODER_FILE = "encoder.onnx"
@@ -86,16 +86,9 @@ class Encoder:
     def __init__(
         self, directory: Path, max_length: int, threads: int = 1, onnx_file: str = ENCODER_FILE
     ) -> None:
-        import onnxruntime as ort
-
         directory = Path(directory)
         self.tokenizer = load_tokenizer(directory / TOKENIZER_FILE, max_length)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(directory / onnx_file), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = onnx_session(directory / onnx_file, threads)
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:

@@ -120,8 +120,42 @@ def test_batch_of_1000_is_accepted_and_1001_refused(served):
         len(post(served, "/predict/credit-risk/batch", {"applicants": rows}).json()["predictions"])
         == 1000
     )
+    labels = {"model_name": "credit-risk", "error_type": "invalid_input"}
+    before = metric(served, "ml_errors_total", **labels)
     r = post(served, "/predict/credit-risk/batch", {"applicants": [*rows, rows[0]]})
-    assert r.status_code == 400 and r.json()["detail"][0]["type"] == "too_long"
+    assert r.status_code == 422, r.text
+    assert r.json() == {
+        "error": "applicants: at most 1000 items, got 1001",
+        "detail": [
+            {"loc": ["applicants"], "msg": "at most 1000 items, got 1001", "type": "too_long"}
+        ],
+    }
+    assert metric(served, "ml_errors_total", **labels) - before == 1  # the caller's error
+
+
+#: batch route -> (field, most items); every other batch route takes 1,000.
+BATCHES = {
+    "/predict/credit-risk/batch": ("applicants", 1000),
+    "/transactions": ("transactions", 1000),
+    "/predict/fraud/batch": ("transactions", 1000),
+    "/predict/anomaly/batch": ("transactions", 1000),
+    "/feedback/fraud": ("labels", 1000),
+    "/predict/intent/batch": ("queries", 256),
+    "/predict/ner/batch": ("texts", 1000),
+    "/predict/category/batch": ("transactions", 1000),
+}
+
+
+@pytest.mark.parametrize("path", list(BATCHES))
+def test_every_batch_route_answers_422_for_an_empty_or_oversized_batch(served, path):
+    field, most = BATCHES[path]
+    cases = [([{}] * (most + 1), f"at most {most} items, got {most + 1}", "too_long"),
+             ([], "at least 1 item, got 0", "too_short")]  # fmt: skip
+    for items, rule, kind in cases:
+        r = post(served, path, {field: items})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"] == [{"loc": [field], "msg": rule, "type": kind}]
+    assert post(served, path, {field: [{}]}).status_code == 400  # a bad item stays a 400
 
 
 BAD = [
@@ -134,7 +168,6 @@ BAD = [
         ["applicant", "limit_bal"],
         "missing",
     ),
-    ({"applicants": []}, ["applicants"], "too_short"),
     ({}, ["applicant"], "missing"),
 ]
 

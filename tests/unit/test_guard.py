@@ -79,3 +79,81 @@ def test_model_routes_take_json_bodies_only(ctype, status):
     assert r.status_code == status
     if status == 415:
         assert r.json()["detail"][0]["loc"] == ["header", "content-type"]
+
+
+async def bentoml_422(request):
+    """What BentoML 1.4 answers for a BentoMLException of status 422 (a one-item list)."""
+    return JSONResponse([{"error": request.query_params["error"]}], status_code=422)
+
+
+def test_bentoml_batch_size_422_gets_the_project_error_shape_and_other_422s_stay():
+    app = Starlette(routes=[Route(p, bentoml_422, methods=["POST"])
+                            for p in ("/predict/credit-risk/batch", "/monitoring/x")])  # fmt: skip
+    app.add_middleware(RequestGuard, max_bytes=1000, api_keys=[])
+    c = TestClient(app)
+    msg = "applicants: at most 1000 items, got 1001"
+    r = c.post("/predict/credit-risk/batch", params={"error": msg}, content=b"{}")
+    assert r.status_code == 422 and int(r.headers["content-length"]) == len(r.content)
+    assert r.json() == {
+        "error": msg,
+        "detail": [
+            {"loc": ["applicants"], "msg": "at most 1000 items, got 1001", "type": "too_long"}
+        ],
+    }
+    other = c.post("/predict/credit-risk/batch", params={"error": "no"}, content=b"{}")
+    assert other.status_code == 422 and other.json() == [{"error": "no"}]
+    unguarded = c.post("/monitoring/x", params={"error": msg}, content=b"{}")
+    assert unguarded.json() == [{"error": msg}]  # not a model route: left as it is
+
+
+def many_errors(n: int):
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    class Row(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        a: int
+
+    try:
+        Row.model_validate({f"k{i}": i for i in range(n)} | {"a": "x"})
+    except ValidationError as exc:
+        return exc
+    raise AssertionError("valid")
+
+
+def test_trimmed_keeps_the_first_errors_and_counts_the_rest():
+    from services.guard import MAX_REPORTED_ERRORS, trimmed
+
+    exc = many_errors(5000)
+    assert exc.error_count() == 5001
+    short = trimmed(exc).errors(include_url=False, include_input=False)
+    assert len(short) == MAX_REPORTED_ERRORS + 1
+    assert short[:2] == [{"type": "int_parsing", "loc": ("a",), "msg": exc.errors()[0]["msg"]},
+                         {"type": "extra_forbidden", "loc": ("k0",),
+                          "msg": "Extra inputs are not permitted"}]  # fmt: skip
+    assert short[-1] == {"type": "too_many_errors", "loc": (),
+                         "msg": f"{5001 - MAX_REPORTED_ERRORS} more errors not listed"}  # fmt: skip
+    few = many_errors(3)
+    assert trimmed(few) is few
+
+
+def test_cap_validation_errors_wraps_each_api_once():
+    import asyncio
+    from types import SimpleNamespace
+
+    from pydantic import ValidationError
+
+    from services.guard import MAX_REPORTED_ERRORS, cap_validation_errors
+
+    class Spec:
+        @classmethod
+        async def from_http_request(cls, request, serde):
+            if request == "bad":
+                raise many_errors(1000)
+            return "parsed"
+
+    service = SimpleNamespace(apis={"x": SimpleNamespace(input_spec=Spec)})
+    assert cap_validation_errors(service) == 1 and cap_validation_errors(service) == 0
+    assert asyncio.run(Spec.from_http_request("ok", None)) == "parsed"
+    with pytest.raises(ValidationError) as exc:
+        asyncio.run(Spec.from_http_request("bad", None))
+    assert exc.value.error_count() == MAX_REPORTED_ERRORS + 1

@@ -108,18 +108,13 @@ def test_record_never_raises(plog, model):
     assert plog.read(model, 10).empty
 
 
-def test_record_is_fast(plog, model):
-    import time
-
+def test_a_burst_of_records_is_queued_and_all_flushed(plog, model):
+    # Speed is measured by bench/prediction_log.py (timed asserts flake on busy CI machines).
     inputs, pred = {f"f{i}": float(i) for i in range(23)}, {"probability": 0.2}
-    plog.record(model, 1, inputs, pred, 1.0)  # starts the thread
-    n = 2000
-    t0 = time.perf_counter()
-    for _ in range(n):
+    for _ in range(2000):
         plog.record(model, 1, inputs, pred, 1.0)
-    per_call_us = (time.perf_counter() - t0) / n * 1e6
-    assert per_call_us < 50  # ~1-3 µs here; generous for a busy CI machine
     assert plog.flush(10)
+    assert plog.fallback == 2000  # every record reached the (Redis-down) fallback file
 
 
 def test_fallback_file_is_rotated_and_capped(tmp_path, model):
