@@ -21,7 +21,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(BIN)/.installed       ## serving, load, vs mlflow/FastAPI, memory, transactions, fraud-vs-handbook, spending, recommend, prediction-log (minutes each)
+bench: $(BIN)/.installed       ## serving, load, vs mlflow/FastAPI, memory, hostile traffic, transactions, fraud-vs-handbook, spending, recommend, prediction-log (minutes each)
 	$(BIN)/finbento up --no-serve
 	$(BIN)/finbento build --bundle language
 	$(BIN)/finbento build --bundle forecast
@@ -33,6 +33,7 @@ bench: $(BIN)/.installed       ## serving, load, vs mlflow/FastAPI, memory, tran
 	$(BIN)/python bench/compare.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/hostile.py
 	$(BIN)/python bench/transactions.py
 	$(BIN)/python bench/fraud_handbook.py
 	$(BIN)/python bench/spending.py
@@ -51,6 +52,7 @@ bench-short: $(BIN)/.installed ## the same, short (CI; intent fine-tuned for 1 e
 	$(BIN)/python bench/compare.py --short
 	$(BIN)/python bench/load.py --short
 	$(BIN)/python bench/memory.py --short
+	$(BIN)/python bench/hostile.py --short
 	$(BIN)/python bench/transactions.py --short
 	$(BIN)/python bench/fraud_handbook.py --short
 	$(BIN)/python bench/spending.py --short
