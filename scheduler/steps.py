@@ -27,16 +27,12 @@ def trainer(model: str) -> ModuleType:
     return importlib.import_module(TRAINERS[model])
 
 
-#: MLflow error codes that mean "no such registered model or alias" (not "MLflow failed").
-ABSENT_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
-
-
 def champion_version(client, model: str) -> str | None:
     """The version ``champion`` points at; None only if the model or the alias does not exist.
 
-    Unlike ``trainers.registry.get_alias``, an unreachable or failing MLflow raises instead of
-    reading as "no champion": a retrain must not record a wrong champion, skip a bundle as
-    having none, or skip the rollback because of a network error.
+    An unreachable or failing MLflow raises instead of reading as "no champion": a retrain must
+    not record a wrong champion, skip a bundle as having none, or skip the rollback because of a
+    network error (:func:`trainers.registry.get_alias`).
 
     Args:
         client: ``mlflow.MlflowClient`` of the registry.
@@ -45,16 +41,10 @@ def champion_version(client, model: str) -> str | None:
     Raises:
         mlflow.exceptions.MlflowException: MLflow failed (unreachable, 5xx, ...).
     """
-    from mlflow.exceptions import MlflowException
+    from trainers.registry import get_alias
 
-    from trainers.registry import CHAMPION
-
-    try:
-        return str(client.get_model_version_by_alias(model, CHAMPION).version)
-    except MlflowException as exc:
-        if exc.error_code in ABSENT_CODES:
-            return None
-        raise
+    champion = get_alias(client, model)
+    return None if champion is None else str(champion.version)
 
 
 def real_steps(

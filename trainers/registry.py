@@ -64,12 +64,23 @@ def configure(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
+#: MLflow error codes that mean "no such model or alias" (anything else is a real failure).
+ABSENT_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
 def get_alias(client: MlflowClient, name: str, alias: str = CHAMPION) -> ModelVersion | None:
-    """The version an alias points at, or None if the model or the alias does not exist."""
+    """The version an alias points at, or None if the model or the alias does not exist.
+
+    Raises:
+        MlflowException: MLflow failed otherwise (unreachable, 5xx, ...): an outage must not read
+            as "no champion", which would let a gate promote without comparing.
+    """
     try:
         return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in ABSENT_CODES:
+            return None
+        raise
 
 
 def latest_version(client: MlflowClient, name: str) -> ModelVersion:
