@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         None, description="Artifact root for new experiments (path or s3://...)."
     )
     mlflow_experiment: str = "finbento"
+    mlflow_http_retries: int = Field(
+        3, ge=0, le=10, description="Retries of an MLflow HTTP call (MLflow's default, 7 with "
+        "doubling back-off, held an unattended job ~4 min per call against a dead server). "
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES, when set, wins.",
+    )  # fmt: skip
     bentoml_home: Path | None = Field(None, description="BentoML home; default state_dir/bentoml.")
     data_dir: Path = PROJECT_ROOT / "data"
     credit_risk_data: Path | None = Field(

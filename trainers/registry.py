@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,13 +48,15 @@ def configure(settings: Settings) -> MlflowClient:
     """Point MLflow at the tracking/registry store in ``settings`` and select the experiment.
 
     The experiment is created with ``settings.artifact_root`` as its artifact location, so the
-    same code writes to a local folder or to S3.
+    same code writes to a local folder or to S3. HTTP calls are retried
+    ``settings.mlflow_http_retries`` times (unless ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` is set).
 
     Returns:
         an ``MlflowClient`` for that store.
 
     """
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.mlflow_http_retries))
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     if mlflow.get_experiment_by_name(settings.mlflow_experiment) is None:

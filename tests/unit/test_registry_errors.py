@@ -23,3 +23,17 @@ def test_get_alias_is_none_for_a_model_that_does_not_exist(tmp_path):
     assert registry.get_alias(client, "no-such-model") is None
     client.create_registered_model("no-alias-yet")
     assert registry.get_alias(client, "no-alias-yet") is None
+
+
+def test_configure_bounds_mlflow_http_retries_unless_set(monkeypatch, tmp_path):
+    import os
+
+    from finbento.settings import Settings
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "9")  # so teardown restores the original
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    registry.configure(Settings(state_dir=tmp_path, mlflow_http_retries=2))
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # an explicit setting wins
+    registry.configure(Settings(state_dir=tmp_path, mlflow_http_retries=5))
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
