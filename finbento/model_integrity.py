@@ -1,10 +1,12 @@
-"""Integrity of the models in the BentoML store: a sha256 digest of every file, checked at build.
+"""Model integrity: a sha256 digest of every model file, checked at build and at serving start.
 
 At import (``trainers/bento_import.py``) the digest of every file the exporter wrote is kept in
 the BentoML model's metadata under :data:`METADATA_KEY` (``files_sha256``: relative POSIX path ->
 hex sha256). ``finbento.bentos.build`` calls :func:`verify_models` before ``bentoml build``, so a
-model file changed, added or removed in the store after import is never packaged into a Bento.
-BentoML's own ``model.yaml`` is not covered: it holds the digests themselves.
+model file changed, added or removed in the store after import is never packaged into a Bento;
+every service that loads a model calls :func:`verified_path` first, so a model changed inside a
+built Bento (or its image) after the build stops the worker from starting instead of being
+served. BentoML's own ``model.yaml`` is not covered: it holds the digests themselves.
 
 A model imported before digests were recorded has no manifest and is **refused** too (the safe
 choice: nothing says its files are the ones the registry exported). Delete it from the store
@@ -125,3 +127,28 @@ def verify_models(tags: Iterable[str]) -> None:
 
     for tag in tags:
         verify_model(bentoml.models.get(tag))
+
+
+def verified_path(ref: Any) -> Path:
+    """The folder of a model a service is about to load, once its files match their digests.
+
+    Every model service calls it in ``__init__`` (a test checks they all do): a worker whose
+    model was altered after import refuses to start, and BentoML reports the error, rather than
+    serving it. Hashing costs about 1 s per GB of model files, once per worker start.
+
+    Args:
+        ref: a ``bentoml.models.BentoModel`` (a service's model reference) or a stored
+            ``bentoml.Model``.
+
+    Returns:
+        the model's folder in the store (in a served Bento: the Bento's own model store).
+
+    Raises:
+        ModelIntegrityError: as :func:`verify_folder`.
+        bentoml.exceptions.NotFound: the model is not in the store.
+    """
+    import bentoml
+
+    model = bentoml.models.get(ref.tag) if hasattr(ref, "stored") else ref
+    verify_model(model)
+    return Path(model.path)

@@ -9,11 +9,10 @@ a worker thread so the event loop keeps serving while Gemini is awaited.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import bentoml
 
 from finbento.advisor.advisor import Advisor
+from finbento.model_integrity import verified_path
 from finbento.settings import Settings, get_settings
 from services.args import ARGS
 from services.runtime import service_options, tune_gc
@@ -41,7 +40,7 @@ class AdvisorModel:
 
     def __init__(self) -> None:
         self.advisor = Advisor.load(
-            Path(self.model_ref.path), llm=gemini_client(get_settings()), threads=1
+            verified_path(self.model_ref), llm=gemini_client(get_settings()), threads=1
         )
         tune_gc()
 

@@ -9,11 +9,10 @@ the intent service's (services/intent.py).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import bentoml
 
 from finbento.categorizer import CategoryClassifier
+from finbento.model_integrity import verified_path
 from services.args import ARGS
 from services.category_schemas import CategoryAlternative, CategoryScores, CategoryTransaction
 from services.runtime import service_options, tune_gc
@@ -26,7 +25,7 @@ class CategorizerModel:
     model_ref = bentoml.models.BentoModel(ARGS.categorizer_model)
 
     def __init__(self) -> None:
-        self.classifier = CategoryClassifier.load(Path(self.model_ref.path))
+        self.classifier = CategoryClassifier.load(verified_path(self.model_ref))
         tune_gc()
 
     @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=1000)

@@ -12,12 +12,11 @@ well inside the request timeout and overload queues instead.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import bentoml
 import numpy as np
 
 from finbento.intent import IntentClassifier
+from finbento.model_integrity import verified_path
 from finbento.settings import get_settings
 from services.args import ARGS
 from services.runtime import service_options, tune_gc
@@ -31,7 +30,7 @@ class IntentModel:
 
     def __init__(self) -> None:
         self.classifier = IntentClassifier(
-            Path(self.model_ref.path), threads=get_settings().intent_threads
+            verified_path(self.model_ref), threads=get_settings().intent_threads
         )
         tune_gc()
 

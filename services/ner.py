@@ -9,11 +9,11 @@ currency take ``settings.ner_default_currency``; ambiguous dates resolve by
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import bentoml
 
+from finbento.model_integrity import verified_path
 from finbento.ner import EntityExtractor
 from finbento.settings import get_settings
 from services.args import ARGS
@@ -30,7 +30,7 @@ class NerModel:
     def __init__(self) -> None:
         s = get_settings()
         self.extractor = EntityExtractor.load(
-            Path(self.model_ref.path), s.ner_default_currency, s.ner_date_preference
+            verified_path(self.model_ref), s.ner_default_currency, s.ner_date_preference
         )
         self.extractor.extract(["paid Rs. 500 yesterday"], date.today())  # load dateparser now
         tune_gc()

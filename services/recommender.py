@@ -8,11 +8,10 @@ the caps follow the categorizer service.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import bentoml
 from threadpoolctl import threadpool_limits
 
+from finbento.model_integrity import verified_path
 from finbento.recommender import Recommender
 from services.args import ARGS
 from services.recommend_schemas import RecommendedProduct, RecommendQuery, RecommendScores
@@ -29,7 +28,7 @@ class RecommenderModel:
         # One OpenMP thread for the gradient-boosting predict: on 2 busy cores its default
         # thread pool took 46-510 ms for one profile, one thread 16 ms (bench/recommend.py).
         threadpool_limits(1)
-        self.model = Recommender.load(Path(self.model_ref.path))
+        self.model = Recommender.load(verified_path(self.model_ref))
         tune_gc()
 
     @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=1000)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Annotated
 
 import bentoml
@@ -19,6 +18,7 @@ from pydantic import Field
 
 from finbento.credit_risk import MODEL_NAME, CreditRiskScorer, risk_band, risk_score, top_reasons
 from finbento.features.credit_risk import Applicant, raw_matrix
+from finbento.model_integrity import verified_path
 from services import prediction_logging
 from services.args import ARGS, mlflow_version
 from services.prediction_cache import get_cache
@@ -63,7 +63,7 @@ class CreditRiskRoutes(ProfileWriter):
     credit_risk_model = bentoml.models.BentoModel(ARGS.credit_risk_model)
 
     def __init__(self) -> None:
-        self.credit_risk = CreditRiskScorer.load(Path(self.credit_risk_model.path))
+        self.credit_risk = CreditRiskScorer.load(verified_path(self.credit_risk_model))
         tune_gc()
 
     @property

@@ -9,11 +9,11 @@ thread and is not batched: there is nothing to share between two users' fits.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import bentoml
 import pandas as pd
 
+from finbento.model_integrity import verified_path
 from finbento.spending import SpendingForecaster
 from services.args import ARGS
 from services.runtime import service_options, tune_gc
@@ -26,7 +26,7 @@ class SpendingModel:
     model_ref = bentoml.models.BentoModel(ARGS.spending_model)
 
     def __init__(self) -> None:
-        self.forecaster = SpendingForecaster.load(Path(self.model_ref.path))
+        self.forecaster = SpendingForecaster.load(verified_path(self.model_ref))
         tune_gc()
 
     @bentoml.api

@@ -8,13 +8,12 @@ intent service's (services/intent.py).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import bentoml
 import numpy as np
 
 from finbento.anomaly import AnomalyScorer
 from finbento.fraud import FraudScorer
+from finbento.model_integrity import verified_path
 from services.args import ARGS
 from services.runtime import service_options, tune_gc
 
@@ -25,7 +24,7 @@ class _FraudEndpoint:
     model_ref: bentoml.models.BentoModel
 
     def __init__(self) -> None:
-        self.scorer = FraudScorer.load(Path(self.model_ref.path))
+        self.scorer = FraudScorer.load(verified_path(self.model_ref))
         tune_gc()
 
     @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=1000)
@@ -61,7 +60,7 @@ class AnomalyModel:
     model_ref = bentoml.models.BentoModel(ARGS.anomaly_model)
 
     def __init__(self) -> None:
-        self.scorer = AnomalyScorer.load(Path(self.model_ref.path))
+        self.scorer = AnomalyScorer.load(verified_path(self.model_ref))
         tune_gc()
 
     @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=1000)

@@ -1,7 +1,7 @@
 """Faults under load: a served risk Bento answers a steady stream of requests while Redis stops and
 starts, MLflow dies during a retrain and a model-service worker is killed; a corrupted model file
-is refused by the build. Each test prints what it measured (``pytest -s``) and asserts what was
-lost: the target is nothing."""
+is refused by the build and, damaged after the build, by serving. Each test prints what it
+measured (``pytest -s``) and asserts what was lost: the target is nothing."""
 
 from __future__ import annotations
 
@@ -550,7 +550,9 @@ def own_credit_risk(trained):
     bentoml.models.delete(tag)
 
 
-def test_a_corrupted_model_file_is_refused_by_the_build(own_credit_risk, trained):
+def test_a_corrupted_model_file_is_refused_by_the_build_and_by_serving(
+    own_credit_risk, trained, tmp_path
+):
     import bentoml
 
     model_integrity.verify_models(trained.tags.values())  # every import recorded its digests
@@ -583,9 +585,25 @@ def test_a_corrupted_model_file_is_refused_by_the_build(own_credit_risk, trained
     # (or an export / image build) reads them from the store, where a later change is not seen
     assert str(model.tag) in {str(m.tag) for svc in bento.info.services for m in svc.models}
     assert not (Path(bento.path) / "models").exists()
+    # so the same damage after the build stops serving at start (services verify what they load)
+    log = tmp_path / "serve.log"
+    path.write_bytes(corrupt)
+    started = time.perf_counter()
+    try:
+        with pytest.raises(RuntimeError, match=r"exited|not ready"):
+            start_bento_server(tag, free_port(), {"FINBENTO_STATE_DIR": str(log.parent)},
+                               timeout_s=25, log_file=log)  # fmt: skip (ready in ~8 s when intact)
+    finally:
+        path.write_bytes(original)
+    refused_in = time.perf_counter() - started
+    served_log = log.read_text(errors="replace")
+    assert "ModelIntegrityError" in served_log and f"file model.ubj has sha256 {err.actual}" in (
+        served_log
+    ), served_log[-3000:]
     started = time.perf_counter()
     model_integrity.verify_models([*trained.tags.values(), str(model.tag)])
     print(f"\n[integrity] one flipped bit in {path.name} refused: {err}; untouched: built {tag}; "
+          f"serving it damaged refused in {refused_in:.1f} s; "
           f"verifying all {len(trained.tags)} session models took "
           f"{time.perf_counter() - started:.2f} s")  # fmt: skip
 

@@ -43,3 +43,15 @@ def test_every_service_takes_its_options_from_service_options():
         for line in path.read_text().splitlines():
             if line.lstrip().startswith("@bentoml.service("):
                 assert "service_options(" in line, f"{path.name}: {line.strip()}"
+
+
+def test_every_service_verifies_the_model_files_it_loads():
+    loaders = 0
+    for path in sorted((PROJECT_ROOT / "services").glob("*.py")):
+        text = path.read_text()
+        refs = re.findall(r"(\w+) = bentoml\.models\.BentoModel\(", text)
+        for ref in refs:  # each model reference is opened through verified_path, never .path
+            assert f"verified_path(self.{ref})" in text, f"{path.name}: {ref} loaded unverified"
+            assert f"self.{ref}.path" not in text, f"{path.name}: {ref}.path read directly"
+        loaders += len(refs)
+    assert loaders >= 10  # the services exist and the pattern still finds them
