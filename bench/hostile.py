@@ -2,17 +2,20 @@
 
 Serves the latest all-in-one Bento (prediction cache off, so every request is scored) and drives
 ``POST /predict/credit-risk`` with wrk (or an asyncio client when wrk is not installed) at
-concurrency 8, first alone, then while a second client (asyncio/httpx, ``--hostile-tasks``
+concurrency 8 in three phases: alone; while a second client (asyncio/httpx, ``--hostile-tasks``
 concurrent tasks) sends hostile requests in a loop: bodies over the 1 MiB limit (413, with and
 without ``Content-Length``), deeply nested JSON, bytes that are not UTF-8, NaN and Infinity,
 5,000-digit numbers, 100,000-character strings, control characters, 100,000 repeated keys,
 bodies that make thousands of validation errors (60,000 unknown fields, 1,000 bad batch rows) and
-oversized batches (422). It prints requests/s, p50/p95/p99 and errors of both phases with their
-ratios, the CPU the server and the hostile client used (cores busy: on a 2-core machine they
-compete with the load generator), the hostile answers by status and the ERROR lines the server
-logged, and writes bench/results/hostile.json. Every hostile
-request must get a 4xx: a 5xx or a dropped connection fails the run (exit 1), as do errors of
-the normal stream.
+oversized batches (422); and, as the control, while the same client sends as many valid requests
+to the same routes. On a 2-core machine any second client takes CPU from the first (the server,
+wrk and the client share the cores), so "other requests unaffected" means: hostile traffic slows
+the normal stream no more than the same amount of valid traffic does, and costs the server no
+more per request. It prints requests/s, p50/p95/p99 and errors of each phase with ratios, the
+CPU the server and the second client used (cores busy) and the server's CPU per second-client
+request, the hostile answers by status and the ERROR lines the server logged, and writes
+bench/results/hostile.json. Every hostile request must get a 4xx and every control one a 200: a
+5xx or a dropped connection fails the run (exit 1), as do errors of the normal stream.
 
     python bench/hostile.py                  # 15 s per phase
     python bench/hostile.py --short          # CI: 3 s per phase
@@ -84,14 +87,37 @@ async def _chunks(total: int, size: int = 64 * 1024) -> AsyncIterator[bytes]:
         yield b" " * size
 
 
-async def hostile_client(url: str, seconds: float, tasks: int, max_bytes: int) -> dict:
-    """Send the hostile requests round-robin from ``tasks`` tasks for ``seconds``.
+def valid_requests() -> list[tuple[str, str, bytes | None]]:
+    """(name, path, body) of valid requests to the routes :func:`hostile_requests` targets."""
+    from finbento.features.credit_risk import EXAMPLE_APPLICANT
+
+    return [
+        ("credit-risk", ROUTE, json.dumps({"applicant": EXAMPLE_APPLICANT}).encode()),
+        ("credit-risk batch 3", f"{ROUTE}/batch",
+         json.dumps({"applicants": [EXAMPLE_APPLICANT] * 3}).encode()),
+        ("intent", "/predict/intent", json.dumps({"query": "where is my new card"}).encode()),
+        ("category", "/predict/category",
+         json.dumps({"description": "Uber ride", "amount": -450}).encode()),
+    ]  # fmt: skip
+
+
+async def second_client(
+    url: str, seconds: float, tasks: int, requests: list[tuple[str, str, bytes | None]],
+    max_bytes: int,
+) -> dict:  # fmt: skip
+    """Send ``requests`` round-robin from ``tasks`` tasks for ``seconds``.
+
+    Args:
+        url: the server's base URL.
+        seconds: how long to keep sending.
+        tasks: concurrent tasks (one connection each).
+        requests: (name, path, body); a None body is sent chunked, ``max_bytes`` + 1 KiB long.
+        max_bytes: the served request-size limit, bytes.
 
     Returns:
         ``{"requests", "by_kind": {name: {status: n}}, "status": {status: n}, "5xx",
         "transport_errors", "rps"}``; a transport error (reset, timeout) counts as a failure.
     """
-    requests = hostile_requests(max_bytes)
     by_kind: dict[str, Counter] = {name: Counter() for name, _, _ in requests}
     deadline = time.perf_counter() + seconds
     headers = {"Content-Type": "application/json"}
@@ -157,20 +183,22 @@ def measured(run: Callable[[], dict], pid: int) -> dict:
     wall = time.perf_counter() - t0
     result["server_cores"] = (server_cpu_s(pid) - cpu0) / wall
     result["bench_cores"] = (time.process_time() - own0) / wall
+    result["wall_s"] = wall
     return result
 
 
 def _row(name: str, r: dict) -> str:
     ms = " ".join(f"{r[k]:>8.1f}" for k in ("p50_ms", "p95_ms", "p99_ms"))
-    return (f"{name:<22} {r['rps']:>8.0f} {ms} {r['errors']:>7} {r['server_cores']:>7.2f} "
-            f"{r['bench_cores']:>7.2f}")  # fmt: skip
+    return (f"{name:<24} {r['rps']:>8.0f} {ms} {r['errors']:>7} {r['server_cores']:>7.2f} "
+            f"{r['bench_cores']:>7.2f} {r['server_ms_per_request']:>7.2f}")  # fmt: skip
 
 
 def main() -> int:
-    """Serve the latest all-in-one Bento, measure both phases; print and save the figures."""
+    """Serve the latest all-in-one Bento, measure the three phases; print and save the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=int, default=15, help="length of each phase (s)")
-    ap.add_argument("--hostile-tasks", type=int, default=4, help="concurrent hostile tasks")
+    ap.add_argument("--hostile-tasks", type=int, default=4,
+                    help="concurrent tasks of the second (hostile, then valid) client")  # fmt: skip
     ap.add_argument("--tag", help="Bento tag (default: the latest all-in-one build)")
     ap.add_argument("--short", action="store_true", help="CI: 3 s per phase")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "hostile.json")
@@ -199,33 +227,37 @@ def main() -> int:
     log_file = Path(tempfile.mkdtemp()) / "serve.log"
     proc = start_bento_server(tag, port, env, log_file=log_file)
     tool = "wrk" if shutil.which("wrk") else "asyncio/httpx"
-    print(f"Bento {tag}; normal stream: {tool}, c={CONCURRENCY} on {ROUTE}; hostile: "
+    print(f"Bento {tag}; normal stream: {tool}, c={CONCURRENCY} on {ROUTE}; second client: "
           f"{args.hostile_tasks} asyncio tasks; {args.seconds} s per phase; "
           f"{os.cpu_count()} cores shared with the server")  # fmt: skip
+    limit = settings.max_request_bytes
+    phases: dict[str, dict] = {}
+    others: dict[str, dict] = {}
     try:
         for _ in range(100):  # warm-up
             httpx.post(url + ROUTE, content=body, headers={"Content-Type": "application/json"})
-        alone = measured(lambda: normal_stream(url, f.name, body, args.seconds), proc.pid)
-        hostile: dict = {}
+        phases["alone"] = measured(lambda: normal_stream(url, f.name, body, args.seconds), proc.pid)
+        for phase, requests in (("hostile", hostile_requests(limit)), ("valid", valid_requests())):
+            other: dict = {}
 
-        def second_client() -> None:
-            try:
-                limit = settings.max_request_bytes
-                run = hostile_client(url, args.seconds, args.hostile_tasks, limit)
-                hostile.update(asyncio.run(run))
-            except BaseException as exc:  # re-raised below, in the main thread
-                hostile["failed"] = exc
+            def run_second(requests: list = requests, other: dict = other) -> None:
+                try:
+                    run = second_client(url, args.seconds, args.hostile_tasks, requests, limit)
+                    other.update(asyncio.run(run))
+                except BaseException as exc:  # re-raised below, in the main thread
+                    other["failed"] = exc
 
-        def both() -> dict:
-            thread = threading.Thread(target=second_client)
-            thread.start()
-            stream = normal_stream(url, f.name, body, args.seconds)
-            thread.join()
-            return stream
+            def both(run_second: Callable[[], None] = run_second) -> dict:
+                thread = threading.Thread(target=run_second)
+                thread.start()
+                stream = normal_stream(url, f.name, body, args.seconds)
+                thread.join()
+                return stream
 
-        loaded = measured(both, proc.pid)
-        if "failed" in hostile:
-            raise hostile["failed"]
+            phases[phase] = measured(both, proc.pid)
+            if "failed" in other:
+                raise other["failed"]
+            others[phase] = other
         alive = proc.poll() is None and httpx.get(url + "/readyz", timeout=5).status_code == 200
     finally:
         stop_bento_server(proc)
@@ -234,33 +266,50 @@ def main() -> int:
     lines = server_log.splitlines()
     logged_errors = sum("[ERROR]" in line or "Traceback" in line for line in lines)
     shutil.rmtree(log_file.parent)
+    alone, hostile, valid = phases["alone"], others["hostile"], others["valid"]
+    for phase, r in phases.items():  # server CPU per request of both clients, ms
+        n = r["rps"] * r["wall_s"] + others.get(phase, {}).get("requests", 0)
+        r["server_ms_per_request"] = 1000 * r["server_cores"] * r["wall_s"] / n
     ratio = {
-        "rps": loaded["rps"] / alone["rps"],
-        "p50": loaded["p50_ms"] / alone["p50_ms"],
-        "p99": loaded["p99_ms"] / alone["p99_ms"],
+        "hostile": _ratio(phases["hostile"], alone),
+        "valid": _ratio(phases["valid"], alone),
+        "hostile_vs_valid": _ratio(phases["hostile"], phases["valid"]),
     }
-    print(f"{'phase':<22} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} "
-          f"{'server':>7} {'client':>7}  (CPU: cores busy)")  # fmt: skip
+    print(
+        f"{'phase':<24} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} "
+        f"{'server':>7} {'client':>7} {'ms/req':>7}  (CPU: cores busy; server ms per request)"
+    )
     print(_row("alone", alone))
-    print(_row("under hostile traffic", loaded))
-    print(f"{'ratio (under/alone)':<22} {ratio['rps']:>8.2f} {ratio['p50']:>8.2f} "
-          f"{'':>8} {ratio['p99']:>8.2f}")  # fmt: skip
-    print(f"hostile client: {hostile['requests']} requests ({hostile['rps']:.0f}/s), "
-          f"statuses {dict(sorted(hostile['status'].items()))}, 5xx {hostile['5xx']}, "
-          f"transport errors {hostile['transport_errors']}; server alive: {alive}; "
-          f"ERROR/traceback lines in the server log: {logged_errors}")  # fmt: skip
+    print(_row("beside hostile traffic", phases["hostile"]))
+    print(_row("beside valid traffic", phases["valid"]))
+    for name, r in ratio.items():
+        label = {"hostile": "hostile / alone", "valid": "valid / alone",
+                 "hostile_vs_valid": "hostile / valid"}[name]  # fmt: skip
+        print(f"{'ratio ' + label:<24} {r['rps']:>8.2f} {r['p50']:>8.2f} {'':>8} {r['p99']:>8.2f}")
+    for phase, other in others.items():
+        print(f"{phase} client: {other['requests']} requests ({other['rps']:.0f}/s), "
+              f"statuses {dict(sorted(other['status'].items()))}, 5xx {other['5xx']}, "
+              f"transport errors {other['transport_errors']}")  # fmt: skip
+    print(f"server alive: {alive}; ERROR/traceback lines in the server log: {logged_errors}")
     for kind, statuses in hostile["by_kind"].items():
         print(f"  {kind:<20} {dict(sorted(statuses.items()))}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "bento": tag, "route": ROUTE, "concurrency": CONCURRENCY, "seconds": args.seconds,
-        "load_generator": tool, "alone": alone, "under_hostile": loaded, "ratio": ratio,
-        "hostile": hostile, "server_alive": alive, "server_log_error_lines": logged_errors},
-        indent=2))  # fmt: skip
+        "load_generator": tool, "alone": alone, "beside_hostile": phases["hostile"],
+        "beside_valid": phases["valid"], "ratio": ratio, "hostile": hostile, "valid": valid,
+        "server_alive": alive, "server_log_error_lines": logged_errors}, indent=2))  # fmt: skip
     print(f"wrote {args.out}")
-    failed = (hostile["5xx"] or hostile["transport_errors"] or not alive
-              or alone["errors"] or loaded["errors"])  # fmt: skip
+    not_4xx = sum(n for st, n in hostile["status"].items() if not st.startswith("4"))
+    not_200 = sum(n for st, n in valid["status"].items() if st != "200")
+    failed = (not_4xx or not_200 or not alive
+              or any(r["errors"] for r in phases.values()))  # fmt: skip
     return 1 if failed else 0
+
+
+def _ratio(a: dict, b: dict) -> dict:
+    return {"rps": a["rps"] / b["rps"], "p50": a["p50_ms"] / b["p50_ms"],
+            "p99": a["p99_ms"] / b["p99_ms"]}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -270,6 +270,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         1 << 20, ge=1024, description="Largest request body a public route accepts (bytes; 413)."
     )
+    max_item_request_bytes: int = Field(
+        64 << 10, ge=1024,
+        description="Largest body of a one-item route, e.g. /predict/intent (bytes; 413).",
+    )  # fmt: skip
     api_keys: list[SecretStr] = Field(
         default_factory=list,
         description='API keys the model routes require when set, e.g. \'["k1", "k2"]\' (401).',

@@ -2,8 +2,12 @@
 
 :class:`RequestGuard` (ASGI) answers, without calling the app:
 
-- **413** when the body is larger than ``FINBENTO_MAX_REQUEST_BYTES`` (default 1 MiB): at once from
-  ``Content-Length``, or while reading a chunked body, which it buffers up to the limit;
+- **413** when the body is larger than ``FINBENTO_MAX_REQUEST_BYTES`` (default 1 MiB), or, on a
+  one-item route (:data:`ITEM_ROUTES`: one applicant, transaction or text of at most a few KB),
+  than ``FINBENTO_MAX_ITEM_REQUEST_BYTES`` (default 64 KiB): at once from ``Content-Length``, or
+  while reading a chunked body, which it buffers up to the limit. The tighter limit refuses the
+  hostile bodies that cost the most to parse (100,000-character strings, deep nesting, 60,000
+  keys) before a byte of them is read (bench/hostile.py);
 - **415** on a model route whose ``Content-Type`` is set and not ``application/json`` (BentoML
   would try multipart parsing and fail with a 500);
 - **401** on a model route (``services.http_metrics.route_model``) when ``FINBENTO_API_KEYS`` is
@@ -41,6 +45,10 @@ Send = Callable[[Message], Awaitable[None]]
 
 #: Most validation errors a 400 answer lists (the rest are counted in one more item).
 MAX_REPORTED_ERRORS = 20
+#: Routes whose body holds one item (``FINBENTO_MAX_ITEM_REQUEST_BYTES`` applies): the largest
+#: valid one is a 2,000-character NER text, under 25 KB even with every character escaped.
+ITEM_ROUTES = frozenset({"/predict/credit-risk", "/predict/fraud", "/predict/anomaly",
+                         "/predict/intent", "/predict/ner", "/predict/category"})  # fmt: skip
 
 
 async def _answer(send: Send, status: int, loc: list[str], msg: str, kind: str,
@@ -146,21 +154,26 @@ def cap_validation_errors(service: Any, limit: int = MAX_REPORTED_ERRORS) -> int
 
 
 class RequestGuard:
-    """ASGI middleware: request-size limit (413), JSON only (415) and optional API keys (401).
+    """ASGI middleware: request-size limits (413), JSON only (415) and optional API keys (401).
 
     Args:
         app: the ASGI app it wraps.
         max_bytes: largest accepted body (bytes); None reads ``FINBENTO_MAX_REQUEST_BYTES``.
         api_keys: accepted keys; None reads ``FINBENTO_API_KEYS`` (empty: no key needed).
+        max_item_bytes: largest body of an :data:`ITEM_ROUTES` route (bytes, at most
+            ``max_bytes``); None reads ``FINBENTO_MAX_ITEM_REQUEST_BYTES``.
     """
 
     def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int | None = None,
-                 api_keys: list[str] | None = None) -> None:  # fmt: skip
+                 api_keys: list[str] | None = None,
+                 max_item_bytes: int | None = None) -> None:  # fmt: skip
         from finbento.settings import get_settings
 
         settings = get_settings()
         self.app = app
         self.max_bytes = settings.max_request_bytes if max_bytes is None else max_bytes
+        item = settings.max_item_request_bytes if max_item_bytes is None else max_item_bytes
+        self.max_item_bytes = min(item, self.max_bytes)
         keys = [k.get_secret_value() for k in settings.api_keys] if api_keys is None else api_keys
         self.key_digests = [digest(k) for k in keys]
 
@@ -193,10 +206,11 @@ class RequestGuard:
             await _answer(send, 415, ["header", "content-type"], "the body must be JSON "
                           "(Content-Type: application/json)", "unsupported_media_type")  # fmt: skip
             return
+        limit = self.max_item_bytes if scope.get("path") in ITEM_ROUTES else self.max_bytes
         length = headers.get(b"content-length")
         if length is not None:
-            if not length.isdigit() or int(length) > self.max_bytes:
-                await self._too_large(send)
+            if not length.isdigit() or int(length) > limit:
+                await self._too_large(send, limit)
                 return
             await self.app(scope, receive, send)
             return
@@ -209,8 +223,8 @@ class RequestGuard:
             if message["type"] != "http.request":
                 break
             size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await self._too_large(send)
+            if size > limit:
+                await self._too_large(send, limit)
                 return
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
@@ -221,6 +235,6 @@ class RequestGuard:
 
         await self.app(scope, replayed, send)
 
-    async def _too_large(self, send: Send) -> None:
-        await _answer(send, 413, ["body"], f"request body larger than {self.max_bytes} bytes",
+    async def _too_large(self, send: Send, limit: int) -> None:
+        await _answer(send, 413, ["body"], f"request body larger than {limit} bytes",
                       "request_too_large")  # fmt: skip

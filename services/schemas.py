@@ -80,7 +80,10 @@ class ItemCount:
     schemathesis see them, but are checked before the items are, and a count outside them raises
     :class:`BatchSizeError` (HTTP 422, e.g. ``applicants: at most 1000 items, got 1001``)
     instead of a pydantic error (400). A value that is not a list is left to the list's own
-    validation (400). ``Annotated[list[X], ItemCount(1, MAX_BATCH)]``.
+    validation (400). Validation stops at the first invalid item (pydantic's ``fail_fast``): the
+    400 lists that item's errors (its index in ``loc``) and no more, so 1,000 broken rows cost one
+    row's work, not 26,000 errors (35 ms of a worker's event loop, bench/hostile.py).
+    ``Annotated[list[X], ItemCount(1, MAX_BATCH)]``.
 
     Args:
         min_items: fewest items accepted (an empty list answers ``at least 1 item, got 0``).
@@ -103,8 +106,11 @@ class ItemCount:
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        """The list's schema behind a before-validator counting its items."""
-        return core_schema.with_info_before_validator_function(self.check, handler(source))
+        """The list's schema (failing fast) behind a before-validator counting its items."""
+        schema = handler(source)
+        if schema.get("type") == "list":
+            schema["fail_fast"] = True
+        return core_schema.with_info_before_validator_function(self.check, schema)
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler

@@ -14,10 +14,14 @@ async def echo(request):
     return JSONResponse({"bytes": len(body), "head": body[:8].decode("latin-1")})
 
 
-def client(max_bytes: int = 1000, api_keys: list[str] | None = None) -> TestClient:
-    app = Starlette(routes=[Route(p, echo, methods=["GET", "POST"])
-                            for p in ("/predict/intent", "/readyz", "/metrics")])  # fmt: skip
-    app.add_middleware(RequestGuard, max_bytes=max_bytes, api_keys=api_keys or [])
+def client(
+    max_bytes: int = 1000, api_keys: list[str] | None = None, max_item_bytes: int | None = None
+) -> TestClient:
+    paths = ("/predict/intent", "/predict/intent/batch", "/readyz", "/metrics")
+    app = Starlette(routes=[Route(p, echo, methods=["GET", "POST"]) for p in paths])
+    item = max_bytes if max_item_bytes is None else max_item_bytes
+    app.add_middleware(RequestGuard, max_bytes=max_bytes, api_keys=api_keys or [],
+                       max_item_bytes=item)  # fmt: skip
     return TestClient(app)
 
 
@@ -29,6 +33,20 @@ def test_a_body_at_the_limit_passes_intact_and_one_byte_more_is_413():
     assert r.status_code == 413
     assert r.json()["detail"][0] == {"loc": ["body"], "type": "request_too_large",
                                      "msg": "request body larger than 1000 bytes"}  # fmt: skip
+
+
+def test_one_item_routes_have_their_own_tighter_limit_also_for_chunked_bodies():
+    c = client(max_bytes=1000, max_item_bytes=300)
+    assert c.post("/predict/intent", content=b"x" * 300).json()["bytes"] == 300
+    r = c.post("/predict/intent", content=b"x" * 301)
+    assert r.status_code == 413 and r.json()["detail"][0]["msg"] == (
+        "request body larger than 300 bytes"
+    )
+    assert c.post("/predict/intent", content=iter([b"x" * 200] * 2)).status_code == 413
+    assert c.post("/predict/intent/batch", content=b"x" * 1000).json()["bytes"] == 1000
+    assert c.post("/predict/intent/batch", content=b"x" * 1001).status_code == 413
+    wide = client(max_bytes=1000, max_item_bytes=5000)  # never above the general limit
+    assert wide.post("/predict/intent", content=b"x" * 1001).status_code == 413
 
 
 def test_a_chunked_body_is_counted_while_read_and_replayed_when_small():
