@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bodies import bodies  # noqa: E402
-from bench.serving import batch_size_stats, run_wrk  # noqa: E402
+from bench.serving import batch_sizes, batch_stats, run_wrk  # noqa: E402
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -81,11 +81,10 @@ def main() -> int:
             with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
                 json.dump(body, f)
             for conc in args.concurrency:
-                s0, c0 = batch_size_stats(port)
+                before = batch_stats(port)
                 r = run_wrk(f"http://127.0.0.1:{port}{route}", f.name, conc, args.seconds)
-                s1, c1 = batch_size_stats(port)
-                r.update(route=route, concurrency=conc,
-                         mean_batch_size=(s1 - s0) / (c1 - c0) if c1 > c0 else None)  # fmt: skip
+                after = batch_stats(port)
+                r.update(route=route, concurrency=conc, **batch_sizes(before, after))
                 results.append(r)
                 mb = f"{r['mean_batch_size']:.1f}" if r["mean_batch_size"] else "-"
                 ms = " ".join(f"{r[k]:>7.1f}" for k in ("p50_ms", "p95_ms", "p99_ms"))

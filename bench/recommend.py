@@ -26,7 +26,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.serving import batch_size_stats, run_asyncio, run_wrk  # noqa: E402
+from bench.serving import batch_sizes, batch_stats, run_asyncio, run_wrk  # noqa: E402
 
 BODY = {
     "customer_id": "bench-1",
@@ -75,13 +75,13 @@ def main() -> int:
         for _ in range(200):  # warm-up
             httpx.post(url, content=body, headers={"Content-Type": "application/json"})
         for conc in args.concurrency:
-            s0, c0 = batch_size_stats(port)
+            before = batch_stats(port)
             if use_wrk:
                 r = run_wrk(url, body_file.name, conc, args.seconds)
             else:
                 r = asyncio.run(run_asyncio(url, body, conc, args.seconds))
-            s1, c1 = batch_size_stats(port)
-            r.update(concurrency=conc, mean_batch_size=(s1 - s0) / (c1 - c0) if c1 > c0 else None)
+            after = batch_stats(port)
+            r.update(concurrency=conc, **batch_sizes(before, after))
             results.append(r)
             mb = f"{r['mean_batch_size']:.2f}" if r["mean_batch_size"] else "-"
             print(f"{conc:>5} {r['rps']:>9.0f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "

@@ -106,16 +106,40 @@ async def run_asyncio(url: str, body: bytes, concurrency: int, seconds: int) -> 
     }
 
 
-def batch_size_stats(port: int) -> tuple[float, float]:
-    """(sum, count) of bentoml_service_adaptive_batch_size over all services."""
+def histogram_stats(port: int, name: str) -> tuple[float, float]:
+    """(sum, count) of histogram ``name`` on the server's /metrics, over all its label sets."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     total = count = 0.0
     for line in text.splitlines():
-        m = re.match(r"bentoml_service_adaptive_batch_size_(sum|count)\{.*\} ([0-9.e+]+)", line)
+        m = re.match(rf"{name}_(sum|count)(?:{{.*}})? ([0-9.e+]+)", line)
         if m:
             total += float(m.group(2)) if m.group(1) == "sum" else 0
             count += float(m.group(2)) if m.group(1) == "count" else 0
     return total, count
+
+
+#: Histograms read per point: model calls per batch (BentoML's adaptive batching, inside the
+#: model service) and items per call (requests merged by the public worker, services/coalesce).
+BATCH_METRICS = {"calls_per_batch": "bentoml_service_adaptive_batch_size",
+                 "items_per_call": "ml_model_call_items"}  # fmt: skip
+
+
+def batch_stats(port: int) -> dict[str, tuple[float, float]]:
+    """(sum, count) of each of :data:`BATCH_METRICS`."""
+    return {key: histogram_stats(port, name) for key, name in BATCH_METRICS.items()}
+
+
+def _mean(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    calls = after[1] - before[1]
+    return (after[0] - before[0]) / calls if calls > 0 else None
+
+
+def batch_sizes(before: dict, after: dict) -> dict[str, float | None]:
+    """Between two :func:`batch_stats` readings: mean calls per batch, items per call, and
+    ``mean_batch_size``, the items the model saw per batch (their product; None: no batch)."""
+    means = {k: _mean(before[k], after[k]) for k in BATCH_METRICS}
+    calls, items = means["calls_per_batch"], means["items_per_call"]
+    return {**means, "mean_batch_size": calls * (items or 1) if calls else None}
 
 
 def main() -> int:
@@ -160,7 +184,7 @@ def main() -> int:
     )
     print(
         f"{'mode':>8} {'conc':>5} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-        f"{'errors':>7} {'mean batch':>10}"
+        f"{'errors':>7} {'items/call':>10} {'mean batch':>10}"
     )
     results = []
     for mode in args.modes:
@@ -174,22 +198,21 @@ def main() -> int:
             for _ in range(200):  # warm-up
                 httpx.post(url, content=body, headers={"Content-Type": "application/json"})
             for conc in args.concurrency:
-                s0, c0 = batch_size_stats(port)
+                before = batch_stats(port)
                 if use_wrk:
                     r = run_wrk(url, body_file.name, conc, args.seconds)
                 else:
                     r = asyncio.run(run_asyncio(url, body, conc, args.seconds))
-                s1, c1 = batch_size_stats(port)
-                r.update(
-                    mode=mode,
-                    concurrency=conc,
-                    mean_batch_size=(s1 - s0) / (c1 - c0) if c1 > c0 else None,
-                )
+                after = batch_stats(port)
+                r.update(mode=mode, concurrency=conc, **batch_sizes(before, after))
                 results.append(r)
-                mb = f"{r['mean_batch_size']:.2f}" if r["mean_batch_size"] else "-"
+                cols = [
+                    f"{r[k]:.2f}" if r[k] else "-" for k in ("items_per_call", "mean_batch_size")
+                ]
                 print(
                     f"{mode:>8} {conc:>5} {r['rps']:>9.0f} {r['p50_ms']:>8.1f} "
-                    f"{r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7} {mb:>10}"
+                    f"{r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7} {cols[0]:>10} "
+                    f"{cols[1]:>10}"
                 )
         finally:
             stop_bento_server(proc)

@@ -156,6 +156,10 @@ class Settings(BaseSettings):
     intent_learning_rate: float = Field(6e-5, description="Peak learning rate of the encoder.")
     intent_max_length: int = Field(64, description="Tokens kept per query.")
     intent_batching: bool = Field(True, description="Adaptive batching on the intent service.")
+    batches_in_flight: int = Field(
+        2, ge=1,
+        description="Batches a batched model service runs at once (BentoML: 1; one per core).",
+    )  # fmt: skip
     intent_threads: int = Field(
         1, description="ONNX Runtime intra-op threads of the intent service (1: the cores go to "
         "the API workers; measured in bench/serving.py, see README).",

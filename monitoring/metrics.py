@@ -88,6 +88,12 @@ PREDICTION_LATENCY = Histogram(
     ["model_name"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+MODEL_CALL_ITEMS = Histogram(
+    "ml_model_call_items",
+    "Items per call of a public worker to a model service (concurrent requests merged)",
+    ["model_name"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
 ERRORS = Counter(
     "ml_errors", "Failed requests of a public route, by error type", ["model_name", "error_type"]
 )

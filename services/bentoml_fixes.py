@@ -1,4 +1,4 @@
-"""Fixes for BentoML 1.4, applied when ``services`` is imported: two bugs, two per-request costs.
+"""Fixes for BentoML 1.4, applied when ``services`` is imported: bugs, per-request costs, batching.
 
 **Session refresh.** Since BentoML 1.4.31 the client behind ``bentoml.depends()`` replaces its
 aiohttp session every 100 requests (or 300 s) and closes the old session at once, while other
@@ -21,8 +21,16 @@ constant, under wrk at concurrency 32, found two thirds of the worker's time out
 is idle for as long as the average wait it observed, and that average includes the time batches
 queued behind a busy model. After a burst at concurrency 32 the intent service kept waiting
 ~35 ms per request at concurrency 1 (28 instead of 96 requests/s) until the average decayed.
-:func:`apply` caps the learnt wait at :data:`MAX_BATCH_WAIT_S`: batches still form under load
-(requests queue while the model runs), and a lone request goes at once.
+:func:`apply` caps the learnt wait at :data:`MAX_BATCH_WAIT_S` (1 ms): batches still form under
+load (calls queue while the model runs, and the public workers merge theirs before the hop,
+services/coalesce.py), and a lone request goes at once (intent at concurrency 1: 5 ms cap 125
+req/s, 1 ms 177; batching off 155).
+
+**One batch at a time.** BentoML's dispatcher runs at most one batch per model service at once
+(a semaphore of 1), so a batched model with one intra-op thread used one core while requests
+queued, and adding intra-op threads did not help: MiniLM's small matrices scale poorly across
+threads. :func:`apply` lets ``FINBENTO_BATCHES_IN_FLIGHT`` batches (default 2, one per core) run
+at once; each runs in BentoML's thread pool, and ONNX Runtime and XGBoost release the GIL.
 
 With the two per-request fixes and OpenTelemetry's middleware skipped
 (``services.runtime.service_options``), the constant endpoint went from 312 to 2,100 requests/s
@@ -38,7 +46,7 @@ import time
 log = logging.getLogger(__name__)
 
 #: Longest time the adaptive-batching dispatcher holds a request while the model is idle (s).
-MAX_BATCH_WAIT_S = 0.005
+MAX_BATCH_WAIT_S = 0.001
 
 
 def _graceful_get_session(self):
@@ -124,6 +132,26 @@ def _cap_batch_wait() -> bool:
     return True
 
 
+def _batches_in_flight() -> bool:
+    """Let each adaptive-batching dispatcher run ``FINBENTO_BATCHES_IN_FLIGHT`` batches at once."""
+    from bentoml._internal.marshal.dispatcher import CorkDispatcher, NonBlockSema
+
+    if getattr(CorkDispatcher, "_finbento_in_flight", False):
+        return False
+    init = CorkDispatcher.__init__
+
+    def __init__(self: CorkDispatcher, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)
+        if kwargs.get("shared_sema") is None:  # BentoML's own default: NonBlockSema(1)
+            from finbento.settings import get_settings
+
+            self._sema = NonBlockSema(get_settings().batches_in_flight)
+
+    CorkDispatcher.__init__ = __init__
+    CorkDispatcher._finbento_in_flight = True
+    return True
+
+
 def _graceful_session_refresh() -> bool:
     """Patch ``SessionManager.get_session`` if this BentoML has the refreshing session manager."""
     try:
@@ -145,5 +173,5 @@ def apply() -> bool:
         True if any fix was applied now, False if all were applied already (or not needed).
     """
     applied = [_graceful_session_refresh(), _cache_mime_type(), _cache_bound_methods(),
-               _cap_batch_wait()]  # fmt: skip
+               _cap_batch_wait(), _batches_in_flight()]  # fmt: skip
     return any(applied)

@@ -17,6 +17,9 @@ from services.args import ARGS
 from services.category_schemas import CategoryAlternative, CategoryScores, CategoryTransaction
 from services.runtime import service_options, tune_gc
 
+#: Most items in one batch of the categorizer service.
+MAX_BATCH_SIZE = 512
+
 
 @bentoml.service(**service_options("categorizer", timeout_s=10))
 class CategorizerModel:
@@ -28,7 +31,7 @@ class CategorizerModel:
         self.classifier = CategoryClassifier.load(verified_path(self.model_ref))
         tune_gc()
 
-    @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=1000)
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=1000)
     def categorize(self, transactions: list[CategoryTransaction]) -> list[CategoryScores]:
         """Score n transactions; n category scores come back in input order."""
         predictions = self.classifier.predict(

@@ -9,13 +9,15 @@ field's location and the rule broken (422 for an empty or oversized batch).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from functools import cached_property
 
 import bentoml
 
 from finbento.categorizer import MODEL_NAME
-from services import dependency, prediction_logging
+from services import prediction_logging
 from services.args import ARGS, mlflow_version
-from services.categorizer import CategorizerModel
+from services.categorizer import MAX_BATCH_SIZE, CategorizerModel
 from services.category_schemas import (
     Amount,
     CategoryBatch,
@@ -25,6 +27,7 @@ from services.category_schemas import (
     CategoryTransaction,
     Description,
 )
+from services.coalesce import batched_call
 from services.prediction_cache import get_cache
 
 
@@ -33,13 +36,17 @@ class CategoryRoutes:
 
     categorizer = bentoml.depends(CategorizerModel)
 
+    @cached_property
+    def categorizer_calls(self) -> Callable[[list[CategoryTransaction]], Awaitable[Sequence]]:
+        """Transactions -> category scores; this worker's concurrent calls merged into one."""
+        return batched_call(MODEL_NAME, self.categorizer.to_async.categorize, MAX_BATCH_SIZE)
+
     async def _categorize(self, items: list[CategoryTransaction]) -> list[CategoryPrediction]:
         started = time.perf_counter()
         version = mlflow_version(ARGS.categorizer_model)
 
         async def categorize(missing: list[int]) -> list[dict]:
-            categorize = self.categorizer.to_async.categorize
-            scores = await dependency.call(MODEL_NAME, categorize, [items[i] for i in missing])
+            scores = await self.categorizer_calls([items[i] for i in missing])
             return [CategoryScores.model_validate(s).model_dump() for s in scores]
 
         scores = await get_cache().cached(MODEL_NAME, version,

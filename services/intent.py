@@ -21,6 +21,9 @@ from finbento.settings import get_settings
 from services.args import ARGS
 from services.runtime import service_options, tune_gc
 
+#: Most queries in one batch of the intent service.
+MAX_BATCH_SIZE = 64
+
 
 @bentoml.service(**service_options("intent", timeout_s=10))
 class IntentModel:
@@ -34,7 +37,9 @@ class IntentModel:
         )
         tune_gc()
 
-    @bentoml.api(batchable=get_settings().intent_batching, max_batch_size=64, max_latency_ms=2000)
+    @bentoml.api(
+        batchable=get_settings().intent_batching, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=2000
+    )
     def probabilities(self, queries: list[str]) -> np.ndarray:
         """Queries (n,) -> softmax over the intents, float32 (n, 77), in input order."""
         return self.classifier.probabilities(queries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -10,9 +11,11 @@ import bentoml
 import numpy as np
 
 from finbento.intent import MODEL_NAME, IntentConfig
-from services import dependency, prediction_logging
+from finbento.settings import get_settings
+from services import prediction_logging
 from services.args import ARGS, mlflow_version
-from services.intent import IntentModel
+from services.coalesce import batched_call
+from services.intent import MAX_BATCH_SIZE, IntentModel
 from services.intent_schemas import (
     IntentAlternative,
     IntentBatchPrediction,
@@ -33,14 +36,18 @@ class IntentRoutes:
         """Labels and threshold of the served version, read from its model folder."""
         return IntentConfig.load(Path(bentoml.models.get(ARGS.intent_model).path))
 
+    @cached_property
+    def intent_calls(self) -> Callable[[list[str]], Awaitable[Sequence[np.ndarray]]]:
+        """Queries -> probability rows (n, k); this worker's concurrent calls merged into one."""
+        merge = get_settings().intent_batching
+        return batched_call(MODEL_NAME, self.intent.to_async.probabilities, MAX_BATCH_SIZE, merge)
+
     async def _intents(self, queries: list[str]) -> list[IntentPrediction]:
         started = time.perf_counter()
         version = mlflow_version(ARGS.intent_model)
 
         async def infer(missing: list[int]) -> list[list[float]]:
-            batch = [queries[i] for i in missing]
-            probabilities = self.intent.to_async.probabilities
-            return np.asarray(await dependency.call(MODEL_NAME, probabilities, batch)).tolist()
+            return np.asarray(await self.intent_calls([queries[i] for i in missing])).tolist()
 
         probabilities = np.asarray(await get_cache().cached(MODEL_NAME, version, queries, infer))
         predictions = [

@@ -20,6 +20,9 @@ from services.args import ARGS
 from services.ner_schemas import NerQuery
 from services.runtime import service_options, tune_gc
 
+#: Most items in one batch of the ner service.
+MAX_BATCH_SIZE = 256
+
 
 @bentoml.service(**service_options("ner", timeout_s=10))
 class NerModel:
@@ -35,7 +38,7 @@ class NerModel:
         self.extractor.extract(["paid Rs. 500 yesterday"], date.today())  # load dateparser now
         tune_gc()
 
-    @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=1000)
     def extract(self, queries: list[NerQuery]) -> list[list[dict[str, Any]]]:
         """Texts with their reference dates (n) -> n lists of entities.
 

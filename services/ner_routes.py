@@ -10,14 +10,17 @@ over 2,000 characters, a malformed date) answers 400 naming the field; an empty 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
+from functools import cached_property
 
 import bentoml
 
 from finbento.ner import MODEL_NAME
-from services import dependency, prediction_logging
+from services import prediction_logging
 from services.args import ARGS, mlflow_version
-from services.ner import NerModel
+from services.coalesce import batched_call
+from services.ner import MAX_BATCH_SIZE, NerModel
 from services.ner_schemas import (
     Entity,
     NerBatchPrediction,
@@ -35,11 +38,16 @@ class NerRoutes:
 
     ner = bentoml.depends(NerModel)
 
+    @cached_property
+    def ner_calls(self) -> Callable[[list[NerQuery]], Awaitable[Sequence[list[dict]]]]:
+        """Texts with dates -> entity lists; this worker's concurrent calls merged into one."""
+        return batched_call(MODEL_NAME, self.ner.to_async.extract, MAX_BATCH_SIZE)
+
     async def _entities(self, texts: list[str], reference_date: date | None) -> list[list[Entity]]:
         started = time.perf_counter()
         ref = reference_date or date.today()
         queries = [NerQuery(text=t, reference_date=ref) for t in texts]
-        out = await dependency.call(MODEL_NAME, self.ner.to_async.extract, queries)
+        out = await self.ner_calls(queries)
         prediction_logging.record(
             MODEL_NAME, mlflow_version(ARGS.ner_model),
             [{"text": t, "text_chars": len(t)} for t in texts],
