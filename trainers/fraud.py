@@ -37,6 +37,12 @@ PARAMS: dict[str, object] = {
     "objective": "binary:logistic",
     "eval_metric": "aucpr",
     "tree_method": "hist",
+    # hist's default 256 bins are too coarse around the amount cut of the simulator's fraud
+    # scenario 1 (tx_amount > 220): 4096 bins gain ~0.03 average precision on the handbook's folds.
+    "max_bin": 4096,
+    # start from margin 0 instead of the base rate: on the handbook's validation folds +0.002 to
+    # +0.006 AP, Brier score no worse (0.00250 vs 0.00253 with early stopping on 6 weeks).
+    "base_score": 0.5,
     "max_depth": 3,
     "eta": 0.1,
     "min_child_weight": 1,
