@@ -142,6 +142,14 @@ def batch_sizes(before: dict, after: dict) -> dict[str, float | None]:
     return {**means, "mean_batch_size": calls * (items or 1) if calls else None}
 
 
+def on_off_ratios(results: list[dict]) -> dict[int, float]:
+    """Concurrency -> requests/s with batching on / off, where both modes ran (same run)."""
+    rps = {(r["mode"], r["concurrency"]): r["rps"] for r in results}
+    return {
+        c: rps["on", c] / rps["off", c] for mode, c in rps if mode == "on" and rps.get(("off", c))
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(PROFILES), default="credit-risk")
@@ -217,8 +225,13 @@ def main() -> int:
         finally:
             stop_bento_server(proc)
     os.unlink(body_file.name)
+    ratios = on_off_ratios(results)
+    for conc, ratio in ratios.items():
+        print(f"batching on / off at concurrency {conc}: {ratio:.2f}x")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"bento": tag, "route": route, "results": results}, indent=2))
+    out.write_text(
+        json.dumps({"bento": tag, "route": route, "results": results, "on_off": ratios}, indent=2)
+    )
     print(f"wrote {out}")
     failed = [r for r in results if r["requests"] == 0 or r["errors"] > 0.01 * r["requests"]]
     return 1 if failed else 0

@@ -26,6 +26,8 @@ MODEL_NAME = "intent"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "intent.json"
 TOP_K = 3
+#: Smallest run of queries scored by the ``batch_threads`` session of :class:`IntentClassifier`.
+BATCH_THREADS_FROM = 4
 
 
 def normalise(text: str) -> str:
@@ -131,14 +133,25 @@ class IntentClassifier:
 
     Args:
         directory: folder with the ONNX file, ``tokenizer.json`` and ``intent.json``.
-        threads: intra-op threads of the ONNX Runtime session.
+        threads: intra-op threads of the ONNX Runtime session that runs small batches.
+        batch_threads: intra-op threads for batches of at least :data:`BATCH_THREADS_FROM`
+            queries, in a second session of the same model (None: one session for all). A batched
+            matrix product splits well over two cores, a single query's does not: on 2 cores,
+            int8 MiniLM took 1.1 ms for one query with 1 thread and 1.2 ms with 2, but 0.83 vs
+            0.59 ms a query in batches of 64 (bench/serving.py, README "Performance").
     """
 
-    def __init__(self, directory: Path, threads: int = 1) -> None:
+    def __init__(self, directory: Path, threads: int = 1, batch_threads: int | None = None) -> None:
         self.directory = Path(directory)
         self.config = IntentConfig.load(self.directory)
         self.tokenizer = load_tokenizer(self.directory / TOKENIZER_FILE, self.config.max_length)
-        self.session = onnx_session(self.directory / self.config.onnx_file, threads)
+        model = self.directory / self.config.onnx_file
+        self.session = onnx_session(model, threads)
+        self.batch_session = (
+            onnx_session(model, batch_threads)
+            if batch_threads is not None and batch_threads != threads
+            else self.session
+        )
 
     @property
     def threshold(self) -> float:
@@ -148,14 +161,16 @@ class IntentClassifier:
     def probabilities(self, queries: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Softmax over the intents, float32 (n, len(labels)).
 
-        Queries are sorted by length and run ``batch_size`` at a time, so padding stays short.
+        Queries are sorted by length and run ``batch_size`` at a time, so padding stays short;
+        runs of :data:`BATCH_THREADS_FROM` queries or more go to the ``batch_threads`` session.
         """
         out = np.empty((len(queries), len(self.config.labels)), dtype=np.float32)
         order = np.argsort([len(q) for q in queries], kind="stable")
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             ids, mask = tokenize(self.tokenizer, [queries[i] for i in rows])
-            (logits,) = self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})
+            session = self.batch_session if len(rows) >= BATCH_THREADS_FROM else self.session
+            (logits,) = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})
             out[rows] = softmax(logits)
         return out
 

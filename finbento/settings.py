@@ -161,8 +161,12 @@ class Settings(BaseSettings):
         description="Batches a batched model service runs at once (BentoML: 1; one per core).",
     )  # fmt: skip
     intent_threads: int = Field(
-        1, description="ONNX Runtime intra-op threads of the intent service (1: the cores go to "
-        "the API workers; measured in bench/serving.py, see README).",
+        1, ge=1, description="ONNX Runtime intra-op threads of the intent service for 1 to 3 "
+        "queries (1: the cores go to the API workers; measured in bench/serving.py, see README).",
+    )  # fmt: skip
+    intent_batch_threads: int = Field(
+        2, ge=1, description="Intra-op threads of the intent service for batches of 4 queries "
+        "or more (a second ONNX session; equal to intent_threads: one session).",
     )  # fmt: skip
     intent_quantize: bool = Field(True, description="Serve int8 ONNX where accuracy holds.")
     intent_max_int8_drop: float = Field(

@@ -32,8 +32,9 @@ class IntentModel:
     model_ref = bentoml.models.BentoModel(ARGS.intent_model)
 
     def __init__(self) -> None:
+        settings = get_settings()
         self.classifier = IntentClassifier(
-            verified_path(self.model_ref), threads=get_settings().intent_threads
+            verified_path(self.model_ref), settings.intent_threads, settings.intent_batch_threads
         )
         tune_gc()
 

@@ -7,7 +7,7 @@ One short fine-tune (1,500 queries, 1 epoch) keeps this near a minute; the full-
 import numpy as np
 import pytest
 
-from finbento.intent import IntentClassifier
+from finbento.intent import BATCH_THREADS_FROM, IntentClassifier
 from finbento.settings import GatePolicy, Settings
 from trainers import intent
 
@@ -59,3 +59,32 @@ def test_answers_ignore_casing_and_whitespace(trained):
     assert np.allclose(a, b, atol=1e-6)
     (long,) = classifier.predict(["where is my card " * 700])  # 10,000+ characters: truncated
     assert long.intent in classifier.config.labels
+
+
+def test_batch_session_answers_like_the_single_query_session(trained):
+    """Runs of 4+ queries go to a second session with 2 threads; the answers must not change."""
+    one_session = trained[2]
+    two_sessions = IntentClassifier(one_session.directory, threads=1, batch_threads=2)
+    assert two_sessions.batch_session is not two_sessions.session
+    same = IntentClassifier(one_session.directory, threads=2, batch_threads=2)
+    assert same.batch_session is same.session
+    runs = {"single": 0, "batch": 0}
+
+    def counted(session, name):
+        def run(*args, **kwargs):
+            runs[name] += 1
+            return session.run(*args, **kwargs)
+
+        return type("Counted", (), {"run": staticmethod(run)})()
+
+    two_sessions.session = counted(two_sessions.session, "single")
+    two_sessions.batch_session = counted(two_sessions.batch_session, "batch")
+    queries = ["My card has not arrived yet", "how do I top up by bank transfer?",
+               "I was charged twice for one purchase", "what is the exchange rate?",
+               "cancel my transfer", "my PIN is blocked"]  # fmt: skip
+    assert len(queries) >= BATCH_THREADS_FROM
+    assert np.allclose(
+        two_sessions.probabilities(queries), one_session.probabilities(queries), atol=1e-5
+    )
+    two_sessions.probabilities(queries[:1])
+    assert runs == {"single": 1, "batch": 1}
